@@ -1,0 +1,85 @@
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { RocksLevel } from '@nxtedition/rocksdb'
+import type { BatchOp, RangeOptions } from '@nxtedition/rocksdb'
+import { GroupCommitWriter, type Durability } from './group-commit.js'
+import { key } from './keys.js'
+
+export const SCHEMA_VERSION = 1
+
+export interface StoreOptions {
+  dataDir: string
+  durability: Durability
+  onWriteError?: (err: Error) => void
+}
+
+/**
+ * The single RocksDB of a Culex node. Every module writes through `write` (group commit)
+ * and reads through `get` / `scan`; nothing else opens the database.
+ */
+export class Store {
+  private constructor(
+    readonly db: RocksLevel,
+    readonly writer: GroupCommitWriter,
+    readonly location: string
+  ) {}
+
+  static async open(options: StoreOptions): Promise<Store> {
+    await mkdir(options.dataDir, { recursive: true })
+    const location = join(options.dataDir, 'culex.rocksdb')
+    const db = new RocksLevel(location, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+    await db.open()
+    const store = new Store(db, new GroupCommitWriter(db, options.durability, options.onWriteError), location)
+    await store.checkSchema()
+    return store
+  }
+
+  get durability(): Durability {
+    return this.writer.durability
+  }
+
+  /** Resolves once `ops` are committed with the store's durability (see GroupCommitWriter). */
+  write(ops: BatchOp[]): Promise<void> {
+    return this.writer.write(ops)
+  }
+
+  async get(k: Buffer): Promise<Buffer | undefined> {
+    const [value] = await this.db.getMany([k])
+    return value ?? undefined
+  }
+
+  /** Iterates a key range in order, in chunks so large ranges do not load at once. */
+  async *scan(range: RangeOptions, chunk = 256): AsyncGenerator<[Buffer, Buffer]> {
+    const it = this.db.iterator({ ...range })
+    try {
+      for (;;) {
+        const entries = await it.nextv(chunk)
+        if (entries.length === 0) return
+        yield* entries
+      }
+    } finally {
+      await it.close()
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.writer.flush()
+    await this.db.close()
+  }
+
+  private async checkSchema(): Promise<void> {
+    const k = key('m', 'schema')
+    const current = await this.get(k)
+    if (!current) {
+      await this.write([{ type: 'put', key: k, value: Buffer.from(String(SCHEMA_VERSION)) }])
+      return
+    }
+    const version = Number(current.toString())
+    if (version !== SCHEMA_VERSION) {
+      await this.db.close()
+      throw new Error(
+        `data dir ${this.location} has schema version ${version}; this Culex reads version ${SCHEMA_VERSION}`
+      )
+    }
+  }
+}
