@@ -9,6 +9,7 @@ export type KeySpace =
   | 'r' // retained: r, topic
   | 's' // subscriptions: s, clientId, filter
   | 'o' // outgoing queue: o, clientId, seq:u64
+  | 'om' // outgoing messageId set by outgoingUpdate: om, clientId, seq:u64
   | 'i' // incoming QoS 2: i, clientId, messageId:u16
   | 'w' // wills: w, clientId
   | 'l' // log records: l, stream, partition:u32, offset:u64

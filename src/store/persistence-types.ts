@@ -1,0 +1,53 @@
+// The shapes aedes hands to its persistence (the aedes-persistence 11 interface), without `any`.
+
+export interface PersistenceClient {
+  readonly id: string
+}
+
+export interface PersistenceBroker {
+  readonly id: string
+}
+
+/** The fields of an (aedes) packet this module looks at; packets may carry more, all are kept. */
+export interface PersistencePacket {
+  cmd?: string
+  topic?: string
+  payload?: Buffer | Uint8Array | string
+  qos?: number
+  retain?: boolean
+  dup?: boolean
+  messageId?: number
+  brokerId?: string
+  brokerCounter?: number
+  clientId?: string
+  properties?: object
+}
+
+/** A packet as stored and returned: its known fields plus whatever else it carried. */
+export type StoredPacket = PersistencePacket & Record<string, unknown>
+
+export interface PersistenceSubscription {
+  topic: string
+  qos: number
+  rh?: number
+  rap?: boolean
+  nl?: boolean
+  /** MQTT 5 Subscription Identifier: kept per client, not in the topic trie (as in memory). */
+  subscriptionIdentifier?: number
+}
+
+export type ClientSubscription = PersistenceSubscription
+
+export interface TopicSubscription {
+  clientId: string
+  topic: string
+  qos: number
+  rh?: number
+  rap?: boolean
+  nl?: boolean
+}
+
+export interface RocksPersistenceOptions {
+  /** Share subscriptions with other brokers over $SYS/sub/+ (aedes-persistence option). */
+  broadcastSubscriptions?: boolean
+}

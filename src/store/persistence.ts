@@ -1,0 +1,600 @@
+// The aedes persistence of Culex (the aedes-persistence 11 async interface) on the node's RocksDB.
+//
+// Semantics follow aedes-persistence/asyncPersistence.js (the memory persistence) call for call;
+// what differs is where the state lives:
+// - RocksDB is the source of truth. Every mutating method resolves only once its batch is
+//   committed through Store#write (group commit, fsync with durability 'fsync'): QoS 1/2 acks
+//   wait on storeRetained / outgoingEnqueueCombi / incomingStorePacket etc.
+// - Retained messages, subscriptions, wills and incoming QoS 2 packets are also kept in memory and
+//   read from there, as the memory persistence does; load() rebuilds them from RocksDB.
+// - Outgoing queues can be large, so their packets stay in RocksDB (key o, clientId, seq) and are
+//   read with Store#scan. Memory holds per entry only what outgoingUpdate/outgoingClearMessageId
+//   need to find it without a scan: brokerId, brokerCounter and messageId.
+//
+// In-memory state changes synchronously when a method is called, before its write commits, so
+// calls made back to back see each other's effect in call order (as with the memory persistence)
+// and every decision is taken without awaiting a read.
+
+import { createRequire } from 'node:module'
+import { Readable } from 'node:stream'
+import type { BatchOp } from '@nxtedition/rocksdb'
+import { decodePacket, encodePacket } from './packet-codec.js'
+import { key, middlePart, prefixRange, splitStringKey, trailingU16, trailingU64, u16, u64 } from './keys.js'
+import type { Store } from './store.js'
+
+import type {
+  ClientSubscription,
+  PersistenceBroker,
+  PersistenceClient,
+  PersistencePacket,
+  PersistenceSubscription,
+  RocksPersistenceOptions,
+  StoredPacket,
+  TopicSubscription
+} from './persistence-types.js'
+import { TopicTree } from './topic-tree.js'
+import { OutQueue, metaOf, type OutMeta } from './outgoing-index.js'
+
+export type * from './persistence-types.js'
+
+// --- CommonJS pieces of aedes-persistence, resolved from it so hoisting does not matter -------
+
+interface QlobberSubLike {
+  subscriptionsCount: number
+  add(topic: string, sub: TopicSubscription): void
+  remove(topic: string, sub: { clientId: string; topic: string }): void
+  match(topic: string): TopicSubscription[]
+}
+interface QlobberTrueLike {
+  add(topic: string): void
+  test(topic: string): boolean
+}
+interface BroadcastLike {
+  brokerSubscribe(): Promise<void>
+  brokerUnsubscribe(): Promise<void>
+  addedSubscriptions(client: PersistenceClient, subs: PersistenceSubscription[]): Promise<unknown>
+  removedSubscriptions(client: PersistenceClient, subs: string[]): Promise<unknown>
+}
+type PacketCtor = new (original: object) => StoredPacket
+
+const requireFromPersistence = createRequire(createRequire(import.meta.url).resolve('aedes-persistence'))
+const Packet = requireFromPersistence('aedes-packet') as PacketCtor
+const QlobberSub = requireFromPersistence('qlobber/aedes/qlobber-sub') as new (options: object) => QlobberSubLike
+const { QlobberTrue } = requireFromPersistence('qlobber') as { QlobberTrue: new (options: object) => QlobberTrueLike }
+const BroadcastPersistence = requireFromPersistence('./broadcastPersistence.js') as new (
+  broker: PersistenceBroker,
+  trie: QlobberSubLike
+) => BroadcastLike
+
+const QLOBBER_OPTIONS = { wildcard_one: '+', wildcard_some: '#', separator: '/' }
+
+// --- keys -----------------------------------------------------------------------------------
+
+const SPACE_PREFIX_LENGTH = 2 // 'o' + 0x00, 'i' + 0x00, ...
+const OM_PREFIX_LENGTH = 3 // 'om' + 0x00
+const STREAM_CHUNK = 256
+
+const outKey = (clientId: string, seq: number): Buffer => key('o', clientId, u64(seq))
+const outMessageIdKey = (clientId: string, seq: number): Buffer => key('om', clientId, u64(seq))
+const incomingKey = (clientId: string, messageId: number): Buffer => key('i', clientId, u16(messageId))
+
+function isU16(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0xffff
+}
+
+function messageIdOf(packet: unknown): unknown {
+  return typeof packet === 'object' && packet !== null ? (packet as { messageId?: unknown }).messageId : undefined
+}
+
+function payloadLength(payload: unknown): number {
+  return typeof payload === 'string' || payload instanceof Uint8Array ? payload.length : 0
+}
+
+// --- subscriptions --------------------------------------------------------------------------
+
+interface SubRecord {
+  qos: number
+  rh: number | undefined
+  rap: boolean | undefined
+  nl: boolean | undefined
+  subscriptionIdentifier?: number
+}
+
+function subRecord(sub: PersistenceSubscription): SubRecord {
+  // same shape as the memory persistence: the four keys always, the identifier only when set
+  const record: SubRecord = { qos: sub.qos, rh: sub.rh, rap: sub.rap, nl: sub.nl }
+  if (sub.subscriptionIdentifier !== undefined) record.subscriptionIdentifier = sub.subscriptionIdentifier
+  return record
+}
+
+function decodeSubRecord(value: Buffer): SubRecord {
+  const v = JSON.parse(value.toString('utf8')) as Partial<SubRecord>
+  const record: SubRecord = { qos: v.qos ?? 0, rh: v.rh, rap: v.rap, nl: v.nl }
+  if (v.subscriptionIdentifier !== undefined) record.subscriptionIdentifier = v.subscriptionIdentifier
+  return record
+}
+
+const encodeMessageId = (messageId: unknown): Buffer => Buffer.from(JSON.stringify({ m: messageId }), 'utf8')
+const decodeMessageId = (value: Buffer): unknown => (JSON.parse(value.toString('utf8')) as { m?: unknown }).m
+
+/** An outgoing write not yet committed (an overlay on RocksDB for readers of the 'o' space). */
+interface PendingValue {
+  value: Buffer | null
+}
+
+// --- the persistence ------------------------------------------------------------------------
+
+export class RocksPersistence {
+  readonly #store: Store
+  readonly #broadcastSubscriptions: boolean
+  #broker: PersistenceBroker | undefined
+  #broadcast: BroadcastLike | undefined
+  #loaded = false
+  #destroyed = false
+
+  // topic -> packet, plus the tree for wildcard filters
+  #retained = new Map<string, StoredPacket>()
+  #retainedTree = new TopicTree()
+  // clientId -> (filter -> record); QoS > 0 subscriptions also in the trie
+  #subscriptions = new Map<string, Map<string, SubRecord>>()
+  #trie: QlobberSubLike = new QlobberSub(QLOBBER_OPTIONS)
+  #clientsCount = 0
+  // clientId -> (messageId -> packet)
+  #incoming = new Map<string, Map<number, StoredPacket>>()
+  // clientId -> will
+  #wills = new Map<string, StoredPacket>()
+  // clientId -> queue metadata; seqs are global so they are never reused while running
+  #outgoing = new Map<string, OutQueue>()
+  #nextSeq = 0
+  // 'o' keys (latin1) written but not yet committed: readers see them before RocksDB does
+  #pending = new Map<string, PendingValue>()
+
+  constructor(store: Store, options: RocksPersistenceOptions = {}) {
+    this.#store = store
+    this.#broadcastSubscriptions = options.broadcastSubscriptions === true
+  }
+
+  /** Opens the persistence on `store`, rebuilding the in-memory indexes from it. */
+  static async open(store: Store, options: RocksPersistenceOptions = {}): Promise<RocksPersistence> {
+    const persistence = new RocksPersistence(store, options)
+    await persistence.load()
+    return persistence
+  }
+
+  /** Rebuilds every in-memory index from RocksDB. Call once, before use. */
+  async load(): Promise<void> {
+    if (this.#loaded) throw new Error('RocksPersistence already loaded')
+    this.#loaded = true
+    const store = this.#store
+
+    for await (const [k, v] of store.scan(prefixRange('r'))) {
+      const topic = k.toString('utf8', SPACE_PREFIX_LENGTH)
+      this.#retained.set(topic, decodePacket(v) as StoredPacket)
+      this.#retainedTree.add(topic)
+    }
+
+    for await (const [k, v] of store.scan(prefixRange('s'))) {
+      const [clientId = '', ...rest] = splitStringKey(k).parts
+      const topic = rest.join('\u0000')
+      const record = decodeSubRecord(v)
+      let stored = this.#subscriptions.get(clientId)
+      if (!stored) {
+        stored = new Map()
+        this.#subscriptions.set(clientId, stored)
+        this.#clientsCount++
+      }
+      stored.set(topic, record)
+      if (record.qos > 0) this.#trie.add(topic, trieSub(clientId, topic, record))
+    }
+
+    for await (const [k, v] of store.scan(prefixRange('w'))) {
+      this.#wills.set(k.toString('utf8', SPACE_PREFIX_LENGTH), decodePacket(v) as StoredPacket)
+    }
+
+    for await (const [k, v] of store.scan(prefixRange('i'))) {
+      const clientId = middlePart(k, SPACE_PREFIX_LENGTH, 2)
+      let packets = this.#incoming.get(clientId)
+      if (!packets) {
+        packets = new Map()
+        this.#incoming.set(clientId, packets)
+      }
+      packets.set(trailingU16(k), decodePacket(v) as StoredPacket)
+    }
+
+    for await (const [k, v] of store.scan(prefixRange('o'))) {
+      const clientId = middlePart(k, SPACE_PREFIX_LENGTH, 8)
+      const seq = Number(trailingU64(k))
+      this.#queue(clientId).add(seq, metaOf(decodePacket(v, false) as StoredPacket))
+      if (seq >= this.#nextSeq) this.#nextSeq = seq + 1
+    }
+
+    const orphans: BatchOp[] = []
+    for await (const [k, v] of store.scan(prefixRange('om'))) {
+      const clientId = middlePart(k, OM_PREFIX_LENGTH, 8)
+      const seq = Number(trailingU64(k))
+      const queue = this.#outgoing.get(clientId)
+      const meta = queue?.metas.get(seq)
+      if (!queue || !meta) {
+        orphans.push({ type: 'del', key: k }) // cleared with its entry in one batch, so never expected
+        continue
+      }
+      queue.update(seq, meta, { messageId: decodeMessageId(v), messageIdUpdated: true })
+    }
+    await this.#commit(orphans)
+  }
+
+  /** The broker given to setup() (the abstract tests read it). */
+  get broker(): PersistenceBroker | undefined {
+    return this.#broker
+  }
+
+  // aedes checks that this is an AsyncFunction
+  async setup(broker: PersistenceBroker): Promise<void> {
+    if (!this.#loaded) throw new Error('RocksPersistence.setup() before load()')
+    this.#broker = broker
+    if (this.#broadcastSubscriptions) {
+      this.#broadcast = new BroadcastPersistence(broker, this.#trie)
+      await this.#broadcast.brokerSubscribe()
+    }
+  }
+
+  // --- retained ---
+
+  async storeRetained(pkt: PersistencePacket): Promise<void> {
+    const packet = Object.assign({}, pkt) as StoredPacket // a copy: the caller may change its packet later
+    const topic = String(packet.topic)
+    if (payloadLength(packet.payload) === 0) {
+      if (!this.#retained.delete(topic)) return
+      this.#retainedTree.remove(topic)
+      await this.#commit([{ type: 'del', key: key('r', topic) }])
+      return
+    }
+    if (!this.#retained.has(topic)) this.#retainedTree.add(topic)
+    this.#retained.set(topic, packet)
+    await this.#commit([{ type: 'put', key: key('r', topic), value: encodePacket(packet) }])
+  }
+
+  createRetainedStreamCombi(patterns: string[]): Readable {
+    return Readable.from(this.#retainedByPatterns(patterns))
+  }
+
+  createRetainedStream(pattern: string): Readable {
+    return Readable.from(this.#retainedByPatterns([pattern]))
+  }
+
+  *#retainedByPatterns(patterns: string[]): Generator<StoredPacket> {
+    for (const pattern of patterns) {
+      const levels = pattern.split('/')
+      const hash = levels.indexOf('#')
+      if (hash === -1 || hash === levels.length - 1) {
+        for (const topic of this.#retainedTree.match(pattern)) {
+          const packet = this.#retained.get(topic)
+          if (packet) yield packet
+        }
+      } else {
+        // '#' in the middle is no MQTT filter, but qlobber (the memory persistence) accepts it
+        const qlobber = new QlobberTrue(QLOBBER_OPTIONS)
+        qlobber.add(pattern)
+        for (const [topic, packet] of this.#retained) if (qlobber.test(topic)) yield packet
+      }
+    }
+  }
+
+  // --- subscriptions ---
+
+  async addSubscriptions(client: PersistenceClient, subs: PersistenceSubscription[]): Promise<void> {
+    const clientId = client.id
+    if (clientId.includes('\u0000') || subs.some((sub) => sub.topic.includes('\u0000'))) {
+      // U+0000 separates key parts; MQTT forbids it in client ids and topics [MQTT-1.5.3-2]
+      throw new Error('client id and topic filter must not contain U+0000')
+    }
+    const ops: BatchOp[] = []
+    // a client with no subscription is not stored (the memory one would count it until cleaned)
+    let stored = this.#subscriptions.get(clientId)
+    if (!stored && subs.length > 0) {
+      stored = new Map()
+      this.#subscriptions.set(clientId, stored)
+      this.#clientsCount++
+    }
+    if (stored) {
+      for (const sub of subs) {
+        const previous = stored.get(sub.topic)
+        const record = subRecord(sub)
+        if (sub.qos > 0) {
+          this.#trie.add(sub.topic, trieSub(clientId, sub.topic, record))
+        } else if (previous && previous.qos > 0) {
+          this.#trie.remove(sub.topic, { clientId, topic: sub.topic })
+        }
+        stored.set(sub.topic, record)
+        ops.push({ type: 'put', key: key('s', clientId, sub.topic), value: Buffer.from(JSON.stringify(record), 'utf8') })
+      }
+    }
+    await this.#commit(ops)
+    if (this.#broadcast) await this.#broadcast.addedSubscriptions(client, subs)
+  }
+
+  async removeSubscriptions(client: PersistenceClient, subs: string[]): Promise<void> {
+    const clientId = client.id
+    const stored = this.#subscriptions.get(clientId)
+    const ops: BatchOp[] = []
+    if (stored) {
+      for (const topic of subs) {
+        const previous = stored.get(topic)
+        if (previous === undefined) continue
+        if (previous.qos > 0) this.#trie.remove(topic, { clientId, topic })
+        stored.delete(topic)
+        ops.push({ type: 'del', key: key('s', clientId, topic) })
+      }
+      if (stored.size === 0) {
+        this.#clientsCount--
+        this.#subscriptions.delete(clientId)
+      }
+    }
+    await this.#commit(ops)
+    if (this.#broadcast) await this.#broadcast.removedSubscriptions(client, subs)
+  }
+
+  async subscriptionsByClient(client: PersistenceClient): Promise<ClientSubscription[]> {
+    const subs: ClientSubscription[] = []
+    const stored = this.#subscriptions.get(client.id)
+    if (stored) for (const [topic, record] of stored) subs.push({ topic, ...record })
+    return subs
+  }
+
+  async countOffline(): Promise<{ subsCount: number; clientsCount: number }> {
+    return { subsCount: this.#trie.subscriptionsCount, clientsCount: this.#clientsCount }
+  }
+
+  async subscriptionsByTopic(pattern: string): Promise<TopicSubscription[]> {
+    return this.#trie.match(pattern)
+  }
+
+  async cleanSubscriptions(client: PersistenceClient): Promise<void> {
+    const clientId = client.id
+    const stored = this.#subscriptions.get(clientId)
+    if (!stored) return
+    const ops: BatchOp[] = []
+    for (const [topic, record] of stored) {
+      if (record.qos > 0) this.#trie.remove(topic, { clientId, topic })
+      ops.push({ type: 'del', key: key('s', clientId, topic) })
+    }
+    this.#clientsCount--
+    this.#subscriptions.delete(clientId)
+    await this.#commit(ops)
+  }
+
+  getClientList(topic: string): Readable {
+    const subscriptions = this.#subscriptions
+    return Readable.from(
+      (function* () {
+        for (const [clientId, stored] of subscriptions) if (stored.has(topic)) yield clientId
+      })()
+    )
+  }
+
+  // --- outgoing ---
+
+  async outgoingEnqueue(sub: { clientId: string }, packet: PersistencePacket): Promise<void> {
+    await this.outgoingEnqueueCombi([sub], packet)
+  }
+
+  async outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: PersistencePacket): Promise<void> {
+    if (subs.length === 0) return
+    // as stored by the memory persistence (new Packet drops the wire-only fields)
+    const stored = new Packet(packet)
+    const value = encodePacket(stored)
+    const ops: BatchOp[] = []
+    for (const sub of subs) {
+      const seq = this.#nextSeq++
+      this.#queue(sub.clientId).add(seq, metaOf(stored))
+      ops.push({ type: 'put', key: outKey(sub.clientId, seq), value })
+    }
+    await this.#commit(ops)
+  }
+
+  async outgoingUpdate(client: PersistenceClient, packet: PersistencePacket): Promise<void> {
+    const queue = this.#outgoing.get(client.id)
+    const found = queue?.findForUpdate(packet)
+    if (!queue || !found) throw new Error('no such packet')
+    const { seq } = found
+    const meta = queue.metas.get(seq)!
+    if (found.sameBroker) {
+      // the packet got its messageId: only that is written, no read-modify-write of the packet
+      queue.update(seq, meta, { messageId: packet.messageId, messageIdUpdated: true })
+      await this.#commit([{ type: 'put', key: outMessageIdKey(client.id, seq), value: encodeMessageId(packet.messageId) }])
+      return
+    }
+    // another packet with this messageId takes the entry's place (e.g. the PUBREL after PUBREC)
+    const ops: BatchOp[] = [{ type: 'put', key: outKey(client.id, seq), value: encodePacket(packet) }]
+    if (meta.messageIdUpdated) ops.push({ type: 'del', key: outMessageIdKey(client.id, seq) })
+    queue.update(seq, meta, metaOf(packet as StoredPacket))
+    await this.#commit(ops)
+  }
+
+  async outgoingClearMessageId(client: PersistenceClient, packet: PersistencePacket): Promise<StoredPacket | undefined> {
+    const clientId = client.id
+    const queue = this.#outgoing.get(clientId)
+    const seq = queue?.findByMessageId(messageIdOf(packet))
+    if (!queue || seq === undefined) return undefined
+    const meta = queue.delete(seq)!
+    if (queue.metas.size === 0) this.#outgoing.delete(clientId)
+    // The entry is gone from memory, so nothing else reads or writes its key from here: read
+    // the packet (uncommitted write first), then delete it.
+    const k = outKey(clientId, seq)
+    const value = this.#pending.get(k.toString('latin1'))?.value ?? (await this.#store.get(k))
+    const ops: BatchOp[] = [{ type: 'del', key: k }]
+    if (meta.messageIdUpdated) ops.push({ type: 'del', key: outMessageIdKey(clientId, seq) })
+    await this.#commit(ops)
+    return value ? withMeta(decodePacket(value) as StoredPacket, meta) : undefined
+  }
+
+  outgoingStream(client: PersistenceClient): Readable {
+    return Readable.from(this.#streamOutgoing(client.id))
+  }
+
+  /**
+   * Yields the client's queue as it was when called (entries cleared since are skipped), reading
+   * the packets from RocksDB in chunks, or from the overlay where a write is not committed yet.
+   */
+  async *#streamOutgoing(clientId: string): AsyncGenerator<StoredPacket> {
+    const queue = this.#outgoing.get(clientId)
+    if (!queue) return
+    const seqs = [...queue.metas.keys()]
+    for (let i = 0; i < seqs.length; i += STREAM_CHUNK) {
+      const chunk = seqs.slice(i, i + STREAM_CHUNK)
+      const keys = chunk.map((seq) => outKey(clientId, seq))
+      // taken before the scan: a write committed while it runs is in the scan or in this
+      const pendingBefore = keys.map((k) => this.#pending.get(k.toString('latin1'))?.value)
+      const scanned = new Map<number, Buffer>()
+      for await (const [k, v] of this.#store.scan({ gte: keys[0], lte: keys[keys.length - 1] })) {
+        scanned.set(Number(trailingU64(k)), v)
+      }
+      for (let j = 0; j < chunk.length; j++) {
+        const seq = chunk[j]!
+        const meta = this.#outgoing.get(clientId)?.metas.get(seq)
+        if (!meta) continue
+        const value = this.#pending.get(keys[j]!.toString('latin1'))?.value ?? pendingBefore[j] ?? scanned.get(seq)
+        if (value) yield withMeta(decodePacket(value) as StoredPacket, meta)
+      }
+    }
+  }
+
+  // --- incoming QoS 2 ---
+
+  async incomingStorePacket(client: PersistenceClient, packet: PersistencePacket): Promise<void> {
+    const messageId = packet.messageId
+    if (!isU16(messageId)) throw new Error(`invalid messageId ${String(messageId)}`)
+    const stored = new Packet(packet)
+    stored.messageId = messageId
+    let packets = this.#incoming.get(client.id)
+    if (!packets) {
+      packets = new Map()
+      this.#incoming.set(client.id, packets)
+    }
+    packets.set(messageId, stored)
+    await this.#commit([{ type: 'put', key: incomingKey(client.id, messageId), value: encodePacket(stored) }])
+  }
+
+  async incomingGetPacket(client: PersistenceClient, packet: PersistencePacket): Promise<StoredPacket> {
+    const stored = this.#incomingPacket(client.id, packet.messageId)
+    if (!stored) throw new Error('no such packet')
+    return stored
+  }
+
+  async incomingDelPacket(client: PersistenceClient, packet: PersistencePacket): Promise<void> {
+    const messageId = packet.messageId
+    if (!this.#incomingPacket(client.id, messageId) || !isU16(messageId)) throw new Error('no such packet')
+    const packets = this.#incoming.get(client.id)!
+    packets.delete(messageId)
+    if (packets.size === 0) this.#incoming.delete(client.id)
+    await this.#commit([{ type: 'del', key: incomingKey(client.id, messageId) }])
+  }
+
+  async cleanIncoming(client: PersistenceClient): Promise<void> {
+    const packets = this.#incoming.get(client.id)
+    if (!packets) return
+    this.#incoming.delete(client.id)
+    await this.#commit([...packets.keys()].map((messageId) => ({ type: 'del', key: incomingKey(client.id, messageId) })))
+  }
+
+  #incomingPacket(clientId: string, messageId: unknown): StoredPacket | undefined {
+    return isU16(messageId) ? this.#incoming.get(clientId)?.get(messageId) : undefined
+  }
+
+  // --- wills ---
+
+  async putWill(client: PersistenceClient, packet: PersistencePacket): Promise<void> {
+    // the memory persistence stamps the caller's packet too
+    packet.brokerId = this.#broker?.id
+    packet.clientId = client.id
+    const stored = Object.assign({}, packet) as StoredPacket
+    this.#wills.set(client.id, stored)
+    await this.#commit([{ type: 'put', key: key('w', client.id), value: encodePacket(stored) }])
+  }
+
+  async getWill(client: PersistenceClient): Promise<StoredPacket | undefined> {
+    return this.#wills.get(client.id)
+  }
+
+  async delWill(client: PersistenceClient): Promise<StoredPacket | undefined> {
+    const will = this.#wills.get(client.id)
+    if (!will) return undefined
+    this.#wills.delete(client.id)
+    await this.#commit([{ type: 'del', key: key('w', client.id) }])
+    return will
+  }
+
+  /** Wills of brokers not in `brokers` (the ones alive), i.e. of this node after a restart. */
+  streamWill(brokers: Record<string, unknown> = {}): Readable {
+    const wills = this.#wills
+    return Readable.from(
+      (function* () {
+        for (const will of wills.values()) if (!brokers[String(will.brokerId)]) yield will
+      })()
+    )
+  }
+
+  // --- lifecycle ---
+
+  /** Releases the persistence. The Store belongs to the gateway and stays open. */
+  async destroy(): Promise<void> {
+    if (this.#destroyed) throw new Error('destroyed called twice!')
+    this.#destroyed = true
+    if (this.#broadcast) await this.#broadcast.brokerUnsubscribe()
+    this.#retained.clear()
+    this.#retainedTree = new TopicTree()
+    this.#subscriptions.clear()
+    this.#trie = new QlobberSub(QLOBBER_OPTIONS)
+    this.#clientsCount = 0
+    this.#incoming.clear()
+    this.#wills.clear()
+    this.#outgoing.clear()
+  }
+
+  // --- internals ---
+
+  #queue(clientId: string): OutQueue {
+    let queue = this.#outgoing.get(clientId)
+    if (!queue) {
+      queue = new OutQueue()
+      this.#outgoing.set(clientId, queue)
+    }
+    return queue
+  }
+
+  /**
+   * Commits `ops` through the store's group commit; resolves once durable. Outgoing packet
+   * writes stay visible in #pending until then. If the store fails, memory is ahead of RocksDB,
+   * but the Store then rejects every later write too (the gateway treats that as fatal).
+   */
+  #commit(ops: BatchOp[]): Promise<void> {
+    if (ops.length === 0) return Promise.resolve()
+    const mine: Array<[string, PendingValue]> = []
+    for (const op of ops) {
+      if (op.key[0] === 0x6f /* 'o' */ && op.key[1] === 0x00) {
+        const entry: PendingValue = { value: op.type === 'put' ? (op.value ?? null) : null }
+        const k = op.key.toString('latin1')
+        this.#pending.set(k, entry)
+        mine.push([k, entry])
+      }
+    }
+    const done = this.#store.write(ops)
+    if (mine.length > 0) {
+      const release = (): void => {
+        for (const [k, entry] of mine) if (this.#pending.get(k) === entry) this.#pending.delete(k)
+      }
+      done.then(release, release)
+    }
+    return done
+  }
+}
+
+function trieSub(clientId: string, topic: string, record: SubRecord): TopicSubscription {
+  return { clientId, topic, qos: record.qos, rh: record.rh, rap: record.rap, nl: record.nl }
+}
+
+/** A stored outgoing packet with the messageId outgoingUpdate gave it. */
+function withMeta(packet: StoredPacket, meta: OutMeta): StoredPacket {
+  if (meta.messageIdUpdated) packet.messageId = meta.messageId as number | undefined
+  return packet
+}
