@@ -1,0 +1,38 @@
+import { key, prefixRange, trailingU64, u32, u64 } from '../store/keys.js'
+
+// Keys of the log in the shared RocksDB (DESIGN.md "Storage"). Partition and offset are fixed-width
+// big-endian, so a partition's records sort by offset and its time index by timestamp.
+
+export const recordKey = (stream: string, partition: number, offset: number): Buffer => key('l', stream, u32(partition), u64(offset))
+export const recordRange = (stream: string, partition: number): { gte: Buffer; lt: Buffer } => prefixRange('l', stream, u32(partition))
+
+export const timeIndexKey = (stream: string, partition: number, ts: number): Buffer => key('lt', stream, u32(partition), u64(ts))
+export const timeIndexRange = (stream: string, partition: number): { gte: Buffer; lt: Buffer } => prefixRange('lt', stream, u32(partition))
+
+export const commitKey = (group: string, stream: string, partition: number): Buffer => key('c', group, stream, u32(partition))
+export const commitRange = (): { gte: Buffer; lt: Buffer } => prefixRange('c')
+
+export const streamConfigKey = (stream: string): Buffer => key('m', 'stream', stream)
+export const streamConfigRange = (): { gte: Buffer; lt: Buffer } => prefixRange('m', 'stream')
+
+/** Head of a partition after retention (start offset, bytes stored), written with every append. */
+export const partitionHeadKey = (stream: string, partition: number): Buffer => key('m', 'head', stream, u32(partition))
+
+export const offsetOf = (k: Buffer): number => Number(trailingU64(k))
+
+/** Decodes a commit key: c, group, stream, partition:u32. Group and stream hold no 0x00. */
+export function parseCommitKey(k: Buffer): { group: string; stream: string; partition: number } {
+  const partition = k.readUInt32BE(k.length - 4)
+  const [group = '', stream = ''] = k.toString('utf8', 2, k.length - 5).split('\u0000')
+  return { group, stream, partition }
+}
+
+export const u64Value = (n: number): Buffer => u64(n)
+export const readU64Value = (b: Buffer): number => Number(b.readBigUInt64BE(0))
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+
+/** Stream and group names: what is safe in keys, URLs and metric labels. */
+export function isValidName(name: string): boolean {
+  return NAME.test(name)
+}

@@ -1,0 +1,360 @@
+import type { BatchOp } from '@nxtedition/rocksdb'
+import type { Store } from '../store/store.js'
+import { AppendWaiters } from './append-waiters.js'
+import {
+  commitKey,
+  commitRange,
+  isValidName,
+  offsetOf,
+  parseCommitKey,
+  partitionHeadKey,
+  readU64Value,
+  recordKey,
+  recordRange,
+  streamConfigKey,
+  streamConfigRange,
+  timeIndexKey,
+  timeIndexRange,
+  u64Value
+} from './log-keys.js'
+import { partitionForKey } from './partitioner.js'
+import { decodeRecord, encodeRecord, recordTimestamp } from './record-codec.js'
+import { planRetention } from './retention.js'
+import {
+  LogError,
+  type AppendResult,
+  type Log,
+  type LogRecord,
+  type OffsetSpec,
+  type PartitionInfo,
+  type ReadOptions,
+  type RecordInput,
+  type StreamConfig,
+  type StreamInfo
+} from './types.js'
+
+/** A time-index entry is written at most this far apart in time, or in records, per partition. */
+const INDEX_INTERVAL_MS = 1000
+const INDEX_INTERVAL_RECORDS = 1024
+const MAX_PARTITIONS = 1024
+
+export interface RocksLogOptions {
+  /** How often retention runs in the background (ms); 0 = only when applyRetention is called. */
+  retentionIntervalMs?: number
+  onRetentionError?: (err: unknown) => void
+}
+
+export interface PartitionState {
+  start: number
+  /** Offset the next append gets (records below it may still be committing). */
+  next: number
+  /** End visible to readers: every record below it is committed (Kafka's high watermark). */
+  end: number
+  bytes: number
+  lastTimestamp: number
+  lastIndexedTimestamp: number
+  recordsSinceIndex: number
+}
+
+interface StreamState {
+  config: StreamConfig
+  partitions: PartitionState[]
+  roundRobin: number
+}
+
+/** The embedded log on the node's RocksDB (see DESIGN.md "Log semantics"). */
+export class RocksLog implements Log {
+  private readonly streams = new Map<string, StreamState>()
+  private readonly commits = new Map<string, number>()
+  private readonly waiters = new AppendWaiters()
+  private retentionTimer: NodeJS.Timeout | undefined
+  private retentionRunning: Promise<number> | null = null
+  private closed = false
+
+  private constructor(private readonly store: Store) {}
+
+  /** Opens the log: loads stored streams and commits, then ensures the configured streams. */
+  static async open(store: Store, streams: StreamConfig[] = [], options: RocksLogOptions = {}): Promise<RocksLog> {
+    const log = new RocksLog(store)
+    await log.load()
+    for (const config of streams) await log.ensureStream(config)
+    const interval = options.retentionIntervalMs ?? 30_000
+    if (interval > 0) {
+      log.retentionTimer = setInterval(() => {
+        log.applyRetention().catch((err: unknown) => options.onRetentionError?.(err))
+      }, interval)
+      log.retentionTimer.unref()
+    }
+    return log
+  }
+
+  private async load(): Promise<void> {
+    for await (const [, v] of this.store.scan(streamConfigRange())) {
+      const config = JSON.parse(v.toString('utf8')) as StreamConfig
+      const partitions: PartitionState[] = []
+      for (let p = 0; p < config.partitions; p++) partitions.push(await this.loadPartition(config.name, p))
+      this.streams.set(config.name, { config, partitions, roundRobin: 0 })
+    }
+    for await (const [k, v] of this.store.scan(commitRange())) {
+      const { group, stream, partition } = parseCommitKey(k)
+      this.commits.set(commitId(group, stream, partition), readU64Value(v))
+    }
+  }
+
+  private async loadPartition(stream: string, partition: number): Promise<PartitionState> {
+    const headValue = await this.store.get(partitionHeadKey(stream, partition))
+    const head = headValue ? (JSON.parse(headValue.toString('utf8')) as { start: number; bytes: number }) : { start: 0, bytes: 0 }
+    const state: PartitionState = {
+      start: head.start,
+      next: head.start,
+      end: head.start,
+      bytes: head.bytes,
+      lastTimestamp: 0,
+      lastIndexedTimestamp: 0,
+      recordsSinceIndex: 0
+    }
+    for await (const [k, v] of this.store.scan({ ...recordRange(stream, partition), reverse: true, limit: 1 })) {
+      state.next = state.end = offsetOf(k) + 1
+      state.lastTimestamp = recordTimestamp(v)
+    }
+    for await (const [k] of this.store.scan({ ...timeIndexRange(stream, partition), reverse: true, limit: 1 })) {
+      state.lastIndexedTimestamp = Number(k.readBigUInt64BE(k.length - 8))
+    }
+    return state
+  }
+
+  async ensureStream(config: StreamConfig): Promise<StreamInfo> {
+    if (!isValidName(config.name)) {
+      throw new LogError('INVALID_ARGUMENT', `invalid stream name "${config.name}": use letters, digits, '.', '_' and '-' (at most 128)`)
+    }
+    if (!Number.isInteger(config.partitions) || config.partitions < 1 || config.partitions > MAX_PARTITIONS) {
+      throw new LogError('INVALID_ARGUMENT', `partitions must be an integer from 1 to ${MAX_PARTITIONS}`)
+    }
+    const existing = this.streams.get(config.name)
+    if (existing && existing.config.partitions !== config.partitions) {
+      // Changing the count would move keys to other partitions and break per-key order.
+      throw new LogError(
+        'STREAM_EXISTS',
+        `stream ${config.name} has ${existing.config.partitions} partitions; it cannot be changed to ${config.partitions}`,
+        { partitions: existing.config.partitions }
+      )
+    }
+    const stored: StreamConfig = { name: config.name, partitions: config.partitions, retention: { ...config.retention } }
+    if (!existing || JSON.stringify(existing.config) !== JSON.stringify(stored)) {
+      await this.store.write([{ type: 'put', key: streamConfigKey(config.name), value: Buffer.from(JSON.stringify(stored)) }])
+    }
+    if (existing) {
+      existing.config = stored
+    } else {
+      const partitions: PartitionState[] = []
+      for (let p = 0; p < stored.partitions; p++) partitions.push(await this.loadPartition(stored.name, p))
+      this.streams.set(stored.name, { config: stored, partitions, roundRobin: 0 })
+    }
+    return this.describeStream(stored.name)
+  }
+
+  listStreams(): StreamInfo[] {
+    return [...this.streams.keys()].sort().map((name) => this.describeStream(name))
+  }
+
+  describeStream(name: string): StreamInfo {
+    const s = this.stream(name)
+    return {
+      config: structuredClone(s.config),
+      partitions: s.partitions.map((p, partition): PartitionInfo => ({ partition, startOffset: p.start, endOffset: p.end, bytes: p.bytes }))
+    }
+  }
+
+  async append(stream: string, records: RecordInput[], partition?: number): Promise<AppendResult[]> {
+    const s = this.stream(stream)
+    if (partition !== undefined) this.partition(s, partition)
+    const ops: BatchOp[] = []
+    const results: AppendResult[] = []
+    const touched = new Set<number>()
+    for (const input of records) {
+      // Offsets and timestamps are taken synchronously, so appends keep call order.
+      const p = partition ?? (input.key !== null ? partitionForKey(input.key, s.config.partitions) : s.roundRobin++ % s.config.partitions)
+      const state = s.partitions[p]!
+      const timestamp = Math.max(Date.now(), state.lastTimestamp)
+      const offset = state.next++
+      const value = encodeRecord({
+        timestamp,
+        qos: input.qos ?? 0,
+        topic: input.topic ?? null,
+        key: input.key,
+        clientId: input.clientId ?? null,
+        headers: input.headers ?? {},
+        value: input.value
+      })
+      const k = recordKey(stream, p, offset)
+      ops.push({ type: 'put', key: k, value })
+      state.bytes += k.length + value.length
+      state.lastTimestamp = timestamp
+      if (++state.recordsSinceIndex >= INDEX_INTERVAL_RECORDS || timestamp - state.lastIndexedTimestamp >= INDEX_INTERVAL_MS) {
+        ops.push({ type: 'put', key: timeIndexKey(stream, p, timestamp), value: u64Value(offset) })
+        state.lastIndexedTimestamp = timestamp
+        state.recordsSinceIndex = 0
+      }
+      touched.add(p)
+      results.push({ partition: p, offset, timestamp })
+    }
+    for (const p of touched) ops.push(this.headOp(stream, p, s.partitions[p]!))
+    await this.store.write(ops)
+    // The writer commits in call order, so everything below these offsets is durable now.
+    for (const r of results) {
+      const state = s.partitions[r.partition]!
+      if (r.offset + 1 > state.end) state.end = r.offset + 1
+    }
+    for (const p of touched) this.waiters.notify(AppendWaiters.id(stream, p))
+    return results
+  }
+
+  async read(stream: string, partition: number, offset: number, options: ReadOptions): Promise<LogRecord[]> {
+    const state = this.partition(this.stream(stream), partition)
+    this.checkInRange(stream, partition, state, offset)
+    const limit = Math.max(1, Math.floor(options.limit))
+    const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY
+    const out: LogRecord[] = []
+    let bytes = 0
+    const range = { gte: recordKey(stream, partition, offset), lt: recordKey(stream, partition, state.end), limit }
+    for await (const [k, v] of this.store.scan(range, Math.min(limit, 1024))) {
+      const r = decodeRecord(v)
+      bytes += r.value.length
+      if (out.length > 0 && bytes > maxBytes) break
+      out.push({ stream, partition, offset: offsetOf(k), ...r })
+    }
+    // retention may have deleted the head while we read
+    if (out.length > 0 && out[0]!.offset !== offset) this.checkInRange(stream, partition, state, offset)
+    return out
+  }
+
+  async offsetForTime(stream: string, partition: number, ts: number): Promise<number> {
+    const state = this.partition(this.stream(stream), partition)
+    // the last index entry strictly before ts: every record before its offset is older than ts
+    let from = state.start
+    const range = timeIndexRange(stream, partition)
+    for await (const [, v] of this.store.scan({ gte: range.gte, lt: timeIndexKey(stream, partition, Math.max(0, ts)), reverse: true, limit: 1 })) {
+      from = Math.max(from, readU64Value(v))
+    }
+    const end = state.end
+    for await (const [k, v] of this.store.scan({ gte: recordKey(stream, partition, from), lt: recordKey(stream, partition, end) })) {
+      if (recordTimestamp(v) >= ts) return offsetOf(k)
+    }
+    return end
+  }
+
+  async resolveOffset(stream: string, partition: number, spec: OffsetSpec): Promise<number> {
+    const state = this.partition(this.stream(stream), partition)
+    if (spec === 'earliest') return state.start
+    if (spec === 'latest') return state.end
+    if ('offset' in spec) {
+      this.checkInRange(stream, partition, state, spec.offset)
+      return spec.offset
+    }
+    return this.offsetForTime(stream, partition, spec.timestamp)
+  }
+
+  waitForRecords(targets: Array<{ stream: string; partition: number; offset: number }>, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    for (const t of targets) {
+      if (this.partition(this.stream(t.stream), t.partition).end > t.offset) return Promise.resolve(true)
+    }
+    if (this.closed) return Promise.resolve(false)
+    return this.waiters.wait(targets.map((t) => AppendWaiters.id(t.stream, t.partition)), timeoutMs, signal)
+  }
+
+  applyRetention(now = Date.now()): Promise<number> {
+    // one run at a time; a call during a run waits for that run
+    this.retentionRunning ??= this.retain(now).finally(() => {
+      this.retentionRunning = null
+    })
+    return this.retentionRunning
+  }
+
+  private async retain(now: number): Promise<number> {
+    let deleted = 0
+    for (const [name, s] of this.streams) {
+      for (let p = 0; p < s.partitions.length; p++) {
+        const state = s.partitions[p]!
+        const plan = await planRetention(this, this.store, name, p, state, s.config.retention, now)
+        if (!plan || this.closed) continue
+        // the new head is durable before anything is deleted, so a crash never exposes a gap
+        const oldStart = state.start
+        state.start = plan.start
+        state.bytes -= plan.bytes
+        await this.store.write([this.headOp(name, p, state), ...plan.timeIndexDeletes.map((key): BatchOp => ({ type: 'del', key }))])
+        await this.store.db.clear({ gte: recordKey(name, p, oldStart), lt: recordKey(name, p, plan.start) })
+        deleted += plan.start - oldStart
+      }
+    }
+    return deleted
+  }
+
+  async committed(group: string, stream: string, partition: number): Promise<number | null> {
+    return this.commits.get(commitId(group, stream, partition)) ?? null
+  }
+
+  async commit(group: string, offsets: Array<{ stream: string; partition: number; offset: number }>): Promise<void> {
+    if (!isValidName(group)) throw new LogError('INVALID_ARGUMENT', `invalid group name "${group}"`)
+    const ops: BatchOp[] = []
+    for (const { stream, partition, offset } of offsets) {
+      const state = this.partition(this.stream(stream), partition)
+      if (!Number.isInteger(offset) || offset < 0 || offset > state.end) {
+        throw new LogError('OFFSET_OUT_OF_RANGE', `cannot commit offset ${offset} for ${stream}/${partition}: end offset is ${state.end}`, {
+          earliest: state.start,
+          latest: state.end
+        })
+      }
+      ops.push({ type: 'put', key: commitKey(group, stream, partition), value: u64Value(offset) })
+    }
+    await this.store.write(ops)
+    for (const { stream, partition, offset } of offsets) this.commits.set(commitId(group, stream, partition), offset)
+  }
+
+  async listCommitted(): Promise<Array<{ group: string; stream: string; partition: number; offset: number }>> {
+    return [...this.commits].map(([id, offset]) => {
+      const [group = '', stream = '', partition = '0'] = id.split('\u0000')
+      return { group, stream, partition: Number(partition), offset }
+    })
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    clearInterval(this.retentionTimer)
+    this.waiters.wakeAll()
+    await this.retentionRunning
+  }
+
+  private stream(name: string): StreamState {
+    const s = this.streams.get(name)
+    if (!s) throw new LogError('UNKNOWN_STREAM', `unknown stream "${name}"`, { stream: name })
+    return s
+  }
+
+  private partition(s: StreamState, partition: number): PartitionState {
+    const state = Number.isInteger(partition) ? s.partitions[partition] : undefined
+    if (!state) {
+      throw new LogError('UNKNOWN_PARTITION', `stream ${s.config.name} has partitions 0 to ${s.config.partitions - 1}, not ${partition}`, {
+        partitions: s.config.partitions
+      })
+    }
+    return state
+  }
+
+  private checkInRange(stream: string, partition: number, state: PartitionState, offset: number): void {
+    if (!Number.isInteger(offset) || offset < state.start || offset > state.end) {
+      throw new LogError(
+        'OFFSET_OUT_OF_RANGE',
+        `offset ${offset} is out of range for ${stream}/${partition}: available offsets are ${state.start} to ${state.end}`,
+        { earliest: state.start, latest: state.end }
+      )
+    }
+  }
+
+  private headOp(stream: string, partition: number, state: PartitionState): BatchOp {
+    return { type: 'put', key: partitionHeadKey(stream, partition), value: Buffer.from(JSON.stringify({ start: state.start, bytes: state.bytes })) }
+  }
+}
+
+function commitId(group: string, stream: string, partition: number): string {
+  return `${group}\u0000${stream}\u0000${partition}`
+}
