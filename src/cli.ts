@@ -3,6 +3,8 @@ import { Command, Option } from 'commander'
 import { ConfigError, describeKeys, loadConfig, type ConfigKey } from './config.js'
 import { Gateway } from './gateway.js'
 import { createLogger } from './logger.js'
+import { replay } from './commands/replay.js'
+import { tail } from './commands/tail.js'
 
 const EXIT_CONFIG = 2
 const EXIT_FAILURE = 1
@@ -59,5 +61,48 @@ startCommand.action(async (flags: Record<string, unknown>) => {
     process.exit(EXIT_FAILURE)
   }
 })
+
+const DEFAULT_URL = 'http://127.0.0.1:18083'
+
+/** Runs a client command; errors print one clear line and exit 1. */
+function client(action: () => Promise<void>): Promise<void> {
+  return action().catch((err: unknown) => {
+    process.stderr.write(`culex: ${err instanceof Error ? err.message : String(err)}\n`)
+    process.exit(EXIT_FAILURE)
+  })
+}
+
+program
+  .command('tail')
+  .description('print the records of a stream as they arrive')
+  .argument('<stream>', 'stream name')
+  .option('--group <group>', 'consume as a member of this consumer group, committing what was printed')
+  .option('--from <position>', 'earliest, latest, an offset or an ISO 8601 time', 'latest')
+  .option('--json', 'one JSON object per record', false)
+  .option('--max <n>', 'stop after n records', (v) => Number(v))
+  .addOption(new Option('--url <url>', 'the gateway API').env('CULEX_URL').default(DEFAULT_URL))
+  .action((stream: string, opts: { group?: string; from: string; json: boolean; max?: number; url: string }) =>
+    client(async () => {
+      const controller = new AbortController()
+      process.once('SIGINT', () => controller.abort())
+      await tail(stream, opts, (line) => process.stdout.write(line + '\n'), controller.signal)
+    })
+  )
+
+program
+  .command('replay')
+  .description('republish historic records of a stream to MQTT under a topic prefix')
+  .argument('<stream>', 'stream name')
+  .requiredOption('--from <position>', 'earliest, an offset or an ISO 8601 time')
+  .option('--to <position>', 'end (exclusive): latest, an offset or an ISO 8601 time; default: the end now')
+  .option('--topic-prefix <prefix>', 'prepended to each record\'s MQTT topic', 'replay/')
+  .option('--partition <p...>', 'only these partitions', (v: string, acc: number[] = []) => [...acc, Number(v)])
+  .addOption(new Option('--url <url>', 'the gateway API').env('CULEX_URL').default(DEFAULT_URL))
+  .action((stream: string, opts: { from: string; to?: string; topicPrefix: string; partition?: number[]; url: string }) =>
+    client(async () => {
+      const status = await replay(stream, { ...opts, partitions: opts.partition }, (line) => process.stdout.write(line + '\n'))
+      if (status.state !== 'done') process.exit(EXIT_FAILURE)
+    })
+  )
 
 await program.parseAsync(process.argv)
