@@ -1,6 +1,10 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import type { Durability } from './store/group-commit.js'
+import type { StreamConfig } from './log/types.js'
+import { parseRoutes, parseStreams, StructuredConfigError, type RouteConfig } from './config-routes.js'
+
+export type { RouteConfig, RouteKey } from './config-routes.js'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
@@ -24,6 +28,12 @@ export interface CulexConfig {
   maxConnections: number
   maxClientIdLength: number
   brokerId: string | null
+  /** HTTP admin API (later: metrics, dashboard). */
+  adminPort: Port
+  /** Streams of the log, from the config file's `streams` mapping. */
+  streams: StreamConfig[]
+  /** MQTT topic filter -> stream, from the config file's `routes` list (order matters: first match's key wins). */
+  routes: RouteConfig[]
 }
 
 export class ConfigError extends Error {
@@ -102,8 +112,13 @@ export const CONFIG_KEYS = {
   'allow-anonymous': spec({ field: 'allowAnonymous', parse: bool, expected: 'true or false', help: 'accept clients without credentials (default: only on loopback)' }),
   'max-connections': spec({ field: 'maxConnections', parse: positiveInt, expected: 'a positive integer', help: 'connections accepted per listener' }),
   'max-client-id-length': spec({ field: 'maxClientIdLength', parse: positiveInt, expected: 'a positive integer', help: 'longest accepted MQTT client id' }),
-  'broker-id': spec({ field: 'brokerId', parse: optionalText, expected: 'a non-empty string', help: 'aedes broker id (default: random per start)' })
+  'broker-id': spec({ field: 'brokerId', parse: optionalText, expected: 'a non-empty string', help: 'aedes broker id (default: random per start)' }),
+  'admin-port': spec({ field: 'adminPort', parse: port, expected: 'a port 0-65535 or "off"', help: 'HTTP admin API' })
 } as const
+
+/** Structured keys, accepted in the config file only (see config-routes.ts). */
+const FILE_ONLY_KEYS = ['streams', 'routes'] as const
+type FileOnlyKey = (typeof FILE_ONLY_KEYS)[number]
 
 export type ConfigKey = Exclude<keyof typeof CONFIG_KEYS, 'config'>
 
@@ -123,7 +138,10 @@ export const DEFAULTS: CulexConfig = {
   allowAnonymous: null,
   maxConnections: 100_000,
   maxClientIdLength: 256,
-  brokerId: null
+  brokerId: null,
+  adminPort: 18083,
+  streams: [],
+  routes: []
 }
 
 export function envName(k: string): string {
@@ -136,7 +154,16 @@ function isConfigKey(k: string): k is ConfigKey {
   return k !== 'config' && Object.hasOwn(CONFIG_KEYS, k)
 }
 
-function readFileLayer(path: string): RawLayer {
+interface FileLayer {
+  layer: RawLayer
+  structured: Partial<Record<FileOnlyKey, unknown>>
+}
+
+function isFileOnlyKey(k: string): k is FileOnlyKey {
+  return (FILE_ONLY_KEYS as readonly string[]).includes(k)
+}
+
+function readFileLayer(path: string): FileLayer {
   let content: string
   try {
     content = readFileSync(path, 'utf8')
@@ -149,18 +176,23 @@ function readFileLayer(path: string): RawLayer {
   } catch (err) {
     throw new ConfigError(`config file ${path} is not valid YAML or JSON: ${(err as Error).message}`)
   }
-  if (doc === null || doc === undefined) return {}
+  const layer: RawLayer = {}
+  const structured: FileLayer['structured'] = {}
+  if (doc === null || doc === undefined) return { layer, structured }
   if (typeof doc !== 'object' || Array.isArray(doc)) {
     throw new ConfigError(`config file ${path} must hold a mapping of keys to values`)
   }
-  const layer: RawLayer = {}
   for (const [k, v] of Object.entries(doc)) {
-    if (!isConfigKey(k)) {
-      throw new ConfigError(`unknown key "${k}" in config file ${path}; known keys: ${Object.keys(CONFIG_KEYS).filter((x) => x !== 'config').join(', ')}`)
+    if (isFileOnlyKey(k)) {
+      structured[k] = v
+    } else if (isConfigKey(k)) {
+      layer[k] = v
+    } else {
+      const known = [...Object.keys(CONFIG_KEYS).filter((x) => x !== 'config'), ...FILE_ONLY_KEYS]
+      throw new ConfigError(`unknown key "${k}" in config file ${path}; known keys: ${known.join(', ')}`)
     }
-    layer[k] = v
   }
-  return layer
+  return { layer, structured }
 }
 
 function readEnvLayer(env: NodeJS.ProcessEnv): RawLayer {
@@ -187,7 +219,8 @@ export function loadConfig(sources: ConfigSources = {}): CulexConfig {
   const flags = sources.flags ?? {}
   const file = flags.config ?? env[envName('config')]
   const layers: Array<[string, RawLayer]> = []
-  if (file !== undefined) layers.push([`config file ${String(file)}`, readFileLayer(String(file))])
+  const fileLayer = file !== undefined ? readFileLayer(String(file)) : null
+  if (fileLayer) layers.push([`config file ${String(file)}`, fileLayer.layer])
   layers.push(['environment', readEnvLayer(env)])
   const flagLayer: RawLayer = {}
   for (const [k, v] of Object.entries(flags)) if (v !== undefined && isConfigKey(k)) flagLayer[k] = v
@@ -205,6 +238,15 @@ export function loadConfig(sources: ConfigSources = {}): CulexConfig {
         if (!(err instanceof BadValue)) throw err
         throw new ConfigError(`invalid value for ${k} (${where}): ${JSON.stringify(raw)}; expected ${s.expected}`)
       }
+    }
+  }
+  if (fileLayer) {
+    try {
+      config.streams = parseStreams(fileLayer.structured.streams, `config file ${String(file)}`)
+      config.routes = parseRoutes(fileLayer.structured.routes, config.streams, `config file ${String(file)}`)
+    } catch (err) {
+      if (err instanceof StructuredConfigError) throw new ConfigError(err.message)
+      throw err
     }
   }
   checkCombination(config)
@@ -236,7 +278,8 @@ function checkCombination(c: CulexConfig): void {
     ['mqtt-port', c.mqttPort],
     ['ws-port', c.wsPort],
     ['tls-port', tlsWanted ? c.tlsPort : null],
-    ['wss-port', tlsWanted ? c.wssPort : null]
+    ['wss-port', tlsWanted ? c.wssPort : null],
+    ['admin-port', c.adminPort]
   ] as const
   const seen = new Map<number, string>()
   for (const [name, p] of ports) {
