@@ -3,7 +3,7 @@ import { isLoopback, type CulexConfig } from './config.js'
 import { createBroker, type Broker } from './broker/broker.js'
 import { startListeners, type Listener } from './broker/listeners.js'
 import { Store } from './store/store.js'
-import { createLogAppender } from './broker/log-appender.js'
+import { LogAppender } from './broker/log-appender.js'
 import { Router } from './broker/router.js'
 import { RocksLog } from './log/rocks-log.js'
 import type { Log } from './log/types.js'
@@ -48,7 +48,7 @@ export class Gateway {
         allowAnonymous: config.allowAnonymous ?? isLoopback(config.host),
         maxClientIdLength: config.maxClientIdLength,
         brokerId: config.brokerId,
-        onPublished: router.size > 0 ? createLogAppender(router, log, logger) : undefined
+        publishHooks: router.size > 0 ? new LogAppender(router, log, logger) : undefined
       })
       const aedes = broker.aedes
       const listeners = await startListeners(config, (stream, request) => aedes.handle(stream, request))

@@ -1,20 +1,30 @@
-import type { AedesPublishPacket, Client } from 'aedes'
 import type { Logger } from 'pino'
 import type { Log, RecordInput } from '../log/types.js'
-import { keyFor, type Router } from './router.js'
+import type { PublishHooks } from './broker.js'
+import type { Router } from './router.js'
 
 // The bridge from MQTT to the log: every publish whose topic matches a route is appended to the
-// route's stream. It runs as the broker's `published` hook, before the QoS 1 PUBACK / QoS 2 PUBREC
-// (see broker.ts and the QoS 1 ack-order patch), so for QoS 1/2 the ack waits until the record is
-// committed (group commit, fsync with durability 'fsync'); a failed append means no ack.
+// route's stream.
+//
+// The append starts when the PUBLISH is admitted (authorized), in the order packets arrive on the
+// connection, so offsets follow the client's publish order whatever the packet's QoS or retain
+// flag (aedes then processes the packets of one socket read concurrently, and a retained or
+// offline-queued publish waits for its own fsync before later steps). The `published` hook, which
+// runs before the QoS 1 PUBACK / QoS 2 PUBREC, waits for that append: the ack follows the record's
+// group commit, and a failed append means no ack. Publishes that were never admitted (the broker's
+// own, wills of an earlier run) are appended in `published`.
 
-/** Packets republished from the log (replay): the appender skips them, so history is not appended twice. */
+interface PublishLike {
+  topic: string
+  payload?: Buffer | string | Uint8Array
+  qos: 0 | 1 | 2
+  messageId?: number
+}
+
+/** Packets republished from the log (replay): skipped, so history is not appended twice. */
 const replays = new WeakSet<object>()
 
-/**
- * Marks a packet object as a replay of records already in the log. Mark the very object handed
- * to `aedes.publish`: aedes passes that object on to the `published` hook.
- */
+/** Marks the very object handed to `aedes.publish` (aedes passes it on to its hooks). */
 export function markReplay(packet: object): void {
   replays.add(packet)
 }
@@ -23,34 +33,77 @@ export function isReplay(packet: object): boolean {
   return replays.has(packet)
 }
 
-export type OnPublished = (packet: AedesPublishPacket, client: Client | null) => Promise<void>
+const noop = (): void => {}
 
-/** Creates the broker's onPublished callback that appends routed publishes to the log. */
-export function createLogAppender(router: Router, log: Log, logger: Logger): OnPublished {
-  return async (packet, client) => {
-    const { topic } = packet
-    // $SYS/: the broker's own heartbeats and status, never log data
-    if (topic.startsWith('$SYS/') || replays.has(packet)) return
-    const routes = router.match(topic)
-    if (routes.length === 0) return
-    const qos = packet.qos
-    // A will published at start-up for a client of an earlier run comes without a client object,
-    // but its stored packet still names the client.
-    const stored = (packet as { clientId?: unknown }).clientId
-    const clientId = client?.id ?? (typeof stored === 'string' ? stored : null)
-    const value = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload ?? '', 'utf8')
-    const appends = routes.map((route) => {
-      const record: RecordInput = { key: keyFor(route, topic, clientId), value, topic, qos, clientId, headers: {} }
-      return log.append(route.stream, [record]).catch((err: unknown) => {
-        logger.error({ err, stream: route.stream, topic, clientId, qos }, 'log append failed')
-        throw err
-      })
-    })
-    if (qos === 0) {
-      // QoS 0 has no ack to hold back; the append goes on in the background (errors are logged above)
-      Promise.all(appends).catch(() => {})
+export class LogAppender implements PublishHooks {
+  /** Appends started at admission, awaited by `published`. */
+  private readonly admitted = new WeakMap<object, Promise<void>>()
+  /** QoS 2 packets admitted and not yet published, by client and id: a resend in between is a duplicate. */
+  private readonly admittedQos2 = new Map<string, object>()
+
+  constructor(
+    private readonly router: Router,
+    private readonly log: Log,
+    private readonly logger: Logger
+  ) {}
+
+  admit(packet: PublishLike, clientId: string | null, duplicateQos2: boolean): void {
+    if (!this.routable(packet)) return
+    if (packet.qos === 2) {
+      const id = qos2Id(clientId, packet.messageId)
+      // aedes answers a duplicate with PUBREC and does not publish it again: nothing to append
+      if (duplicateQos2 || this.admittedQos2.has(id)) return
+      this.admittedQos2.set(id, packet)
+    }
+    const appended = this.append(packet, clientId)
+    appended.catch(noop) // awaited (and reported) in published; a publish aedes drops must not crash us
+    this.admitted.set(packet, appended)
+  }
+
+  async published(packet: PublishLike, clientId: string | null): Promise<void> {
+    if (!this.routable(packet)) return
+    let appended = this.admitted.get(packet)
+    if (appended) {
+      this.admitted.delete(packet)
+      if (packet.qos === 2) this.admittedQos2.delete(qos2Id(clientId, packet.messageId))
+    } else {
+      appended = this.append(packet, clientId)
+    }
+    if (packet.qos === 0) {
+      // QoS 0 has no ack to hold back (errors are logged by append)
+      appended.catch(noop)
       return
     }
-    await Promise.all(appends)
+    await appended
   }
+
+  clientClosed(clientId: string): void {
+    const prefix = `${clientId}\u0000`
+    for (const id of this.admittedQos2.keys()) if (id.startsWith(prefix)) this.admittedQos2.delete(id)
+  }
+
+  private routable(packet: PublishLike): boolean {
+    // $SYS/: the broker's own heartbeats and status, never log data
+    return !packet.topic.startsWith('$SYS/') && !replays.has(packet)
+  }
+
+  private async append(packet: PublishLike, clientId: string | null): Promise<void> {
+    const routes = this.router.match(packet.topic)
+    if (routes.length === 0) return
+    const { topic, qos } = packet
+    const value = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload ?? '')
+    await Promise.all(
+      routes.map((route) => {
+        const record: RecordInput = { key: this.router.keyFor(route, topic, clientId), value, topic, qos, clientId, headers: {} }
+        return this.log.append(route.stream, [record]).then(noop, (err: unknown) => {
+          this.logger.error({ err, stream: route.stream, topic, clientId, qos }, 'log append failed')
+          throw err
+        })
+      })
+    )
+  }
+}
+
+function qos2Id(clientId: string | null, messageId: number | undefined): string {
+  return `${clientId ?? ''}\u0000${messageId ?? ''}`
 }

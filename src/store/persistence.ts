@@ -497,6 +497,11 @@ export class RocksPersistence {
     await this.#commit([...packets.keys()].map((messageId) => ({ type: 'del', key: incomingKey(client.id, messageId) })))
   }
 
+  /** Whether a QoS 2 packet with this id awaits its PUBREL (so a PUBLISH with the id is a duplicate). */
+  hasIncoming(clientId: string, messageId: unknown): boolean {
+    return this.#incomingPacket(clientId, messageId) !== undefined
+  }
+
   #incomingPacket(clientId: string, messageId: unknown): StoredPacket | undefined {
     return isU16(messageId) ? this.#incoming.get(clientId)?.get(messageId) : undefined
   }

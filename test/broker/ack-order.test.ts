@@ -55,10 +55,14 @@ describe('aedes QoS 1 ack order', () => {
         allowAnonymous: true,
         maxClientIdLength: 64,
         brokerId: null,
-        onPublished: async (packet) => {
-          if (!packet.topic.startsWith('held/')) return
-          await gate
-          released.push(packet.topic)
+        publishHooks: {
+          admit: () => {},
+          clientClosed: () => {},
+          published: async (packet) => {
+            if (!packet.topic.startsWith('held/')) return
+            await gate
+            released.push(packet.topic)
+          }
         }
       })
       const aedes = broker.aedes

@@ -1,117 +1,128 @@
-import type { AedesPublishPacket, Client } from 'aedes'
 import { pino } from 'pino'
-import { describe, expect, it } from 'vitest'
-import { createLogAppender, isReplay, markReplay } from '../../src/broker/log-appender.js'
+import { afterEach, describe, expect, it } from 'vitest'
+import { LogAppender, isReplay, markReplay } from '../../src/broker/log-appender.js'
 import { Router } from '../../src/broker/router.js'
 import type { RouteConfig } from '../../src/config.js'
-import type { AppendResult, Log, RecordInput } from '../../src/log/types.js'
-
-/** A log that records appends and settles each one when the test says so. */
-class FakeLog {
-  readonly appends: Array<{ stream: string; records: RecordInput[]; settle: (err?: Error) => void }> = []
-
-  append(stream: string, records: RecordInput[]): Promise<AppendResult[]> {
-    return new Promise((resolve, reject) => {
-      this.appends.push({
-        stream,
-        records,
-        settle: (err) => (err ? reject(err) : resolve(records.map(() => ({ partition: 0, offset: 0, timestamp: 0 }))))
-      })
-    })
-  }
-
-  settleAll(err?: Error): void {
-    for (const a of this.appends) a.settle(err)
-  }
-}
+import { RocksLog } from '../../src/log/rocks-log.js'
+import type { LogRecord } from '../../src/log/types.js'
+import { Store } from '../../src/store/store.js'
+import { tempDataDir } from '../helpers/gateway-process.js'
+import { stream } from '../log/abstract-log.js'
 
 const routes: RouteConfig[] = [
   { filter: 'devices/+/telemetry', stream: 'telemetry', key: { kind: 'topic-level', level: 2 } },
   { filter: '#', stream: 'audit', key: { kind: 'client-id' } }
 ]
 
-function setup(): { log: FakeLog; onPublished: ReturnType<typeof createLogAppender> } {
-  const log = new FakeLog()
-  return { log, onPublished: createLogAppender(new Router(routes), log as unknown as Log, pino({ level: 'silent' })) }
+const cleanups: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c()
+})
+
+/** A real RocksLog with the streams of `routes` (and the appender on it). */
+async function setup(r: RouteConfig[] = routes): Promise<{ log: RocksLog; appender: LogAppender }> {
+  const store = await Store.open({ dataDir: tempDataDir('appender'), durability: 'fsync' })
+  const log = await RocksLog.open(store, [stream('telemetry', 2), stream('audit', 1)], { retentionIntervalMs: 0 })
+  cleanups.push(() => store.close(), () => log.close())
+  return { log, appender: new LogAppender(new Router(r), log, pino({ level: 'silent' })) }
 }
 
-const packet = (topic: string, qos: 0 | 1 | 2, payload: Buffer | string = 'v', extra: object = {}): AedesPublishPacket =>
-  ({ cmd: 'publish', topic, qos, payload, retain: false, dup: false, brokerId: 'b', brokerCounter: 1, ...extra }) as AedesPublishPacket
-const client = (id: string): Client => ({ id }) as Client
-
-/** Whether the promise settles within a few event-loop turns. */
-async function settled(p: Promise<unknown>): Promise<boolean> {
-  let done = false
-  p.then(
-    () => (done = true),
-    () => (done = true)
-  )
-  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r))
-  return done
+async function all(log: RocksLog, name: string): Promise<LogRecord[]> {
+  const out: LogRecord[] = []
+  for (const p of log.describeStream(name).partitions) out.push(...(await log.read(name, p.partition, p.startOffset, { limit: 10_000 })))
+  return out
 }
 
-describe('createLogAppender', () => {
-  it('appends a routed QoS 1 publish to every matching stream and holds the ack until all are committed', async () => {
-    const { log, onPublished } = setup()
-    const done = onPublished(packet('devices/d7/telemetry', 1, Buffer.from('21.5')), client('sensor-7'))
-    expect(log.appends.map((a) => a.stream)).toEqual(['telemetry', 'audit'])
-    expect(log.appends[0]!.records).toEqual([
-      { key: 'd7', value: Buffer.from('21.5'), topic: 'devices/d7/telemetry', qos: 1, clientId: 'sensor-7', headers: {} }
-    ])
-    expect(log.appends[1]!.records[0]).toMatchObject({ key: 'sensor-7', topic: 'devices/d7/telemetry' })
+let messageId = 0
+const packet = (topic: string, qos: 0 | 1 | 2, payload: Buffer | string = 'v', extra: object = {}) => ({
+  cmd: 'publish' as const,
+  topic,
+  qos,
+  payload,
+  retain: false,
+  dup: false,
+  messageId: ++messageId,
+  ...extra
+})
 
-    log.appends[0]!.settle()
-    expect(await settled(done)).toBe(false)
-    log.appends[1]!.settle()
-    await expect(done).resolves.toBeUndefined()
+describe('LogAppender', () => {
+  it('appends a routed QoS 1 publish to every matching stream; published resolves once the records are readable', async () => {
+    const { log, appender } = await setup()
+    const p = packet('devices/d7/telemetry', 1, Buffer.from('21.5'))
+    appender.admit(p, 'sensor-7', false)
+    await appender.published(p, 'sensor-7')
+    const [t] = await all(log, 'telemetry')
+    expect(t).toMatchObject({ key: 'd7', topic: 'devices/d7/telemetry', qos: 1, clientId: 'sensor-7', headers: {} })
+    expect(t!.value.toString()).toBe('21.5')
+    expect((await all(log, 'audit'))[0]).toMatchObject({ key: 'sensor-7', topic: 'devices/d7/telemetry' })
   })
 
-  it('fails a QoS 2 publish when an append fails (no ack for what was not stored)', async () => {
-    const { log, onPublished } = setup()
-    const done = onPublished(packet('devices/d1/telemetry', 2), client('c'))
-    log.settleAll(new Error('disk full'))
-    await expect(done).rejects.toThrow('disk full')
+  it('keeps the admission order in the log whatever order aedes finishes the publishes in', async () => {
+    const { log, appender } = await setup([{ filter: 'devices/+/telemetry', stream: 'telemetry', key: { kind: 'topic-level', level: 2 } }])
+    const burst = [packet('devices/d1/telemetry', 1, 'a', { retain: true }), packet('devices/d1/telemetry', 0, 'b'), packet('devices/d1/telemetry', 2, 'c'), packet('devices/d1/telemetry', 1, 'd')]
+    for (const p of burst) appender.admit(p, 'c1', false)
+    // aedes finishes them in another order (a retained publish waits for its own fsync first)
+    await Promise.all([...burst].reverse().map((p) => appender.published(p, 'c1')))
+    expect((await all(log, 'telemetry')).map((r) => r.value.toString())).toEqual(['a', 'b', 'c', 'd'])
   })
 
-  it('does not wait for QoS 0 appends, and swallows (logs) their errors', async () => {
-    const { log, onPublished } = setup()
-    await expect(onPublished(packet('devices/d1/telemetry', 0), client('c'))).resolves.toBeUndefined()
-    expect(log.appends).toHaveLength(2)
-    log.settleAll(new Error('disk full'))
-    await new Promise((r) => setImmediate(r)) // an unhandled rejection would fail the run
+  it('appends a QoS 2 publish once: not for a duplicate awaiting PUBREL, nor for a resend before it was published', async () => {
+    const { log, appender } = await setup()
+    const first = packet('devices/d1/telemetry', 2, 'once')
+    const resend = { ...first, dup: true }
+    appender.admit(first, 'c', false)
+    appender.admit(resend, 'c', false) // same id, same read: aedes will treat it as a duplicate
+    await appender.published(first, 'c')
+    const later = { ...first, dup: true }
+    appender.admit(later, 'c', true) // the broker says it awaits PUBREL
+    expect((await all(log, 'telemetry')).map((r) => r.value.toString())).toEqual(['once'])
+    // after PUBREL the id is free again: a new message with it is appended
+    const next = { ...first, payload: 'again' }
+    appender.admit(next, 'c', false)
+    await appender.published(next, 'c')
+    expect((await all(log, 'telemetry')).map((r) => r.value.toString())).toEqual(['once', 'again'])
+  })
+
+  it('rejects published (so no ack) when an append fails, without an unhandled rejection at admission', async () => {
+    const { appender } = await setup([{ filter: 'x/#', stream: 'missing', key: { kind: 'none' } }])
+    const p = packet('x/1', 2)
+    appender.admit(p, 'c', false)
+    await new Promise((r) => setImmediate(r))
+    await expect(appender.published(p, 'c')).rejects.toThrow(/unknown stream "missing"/)
+    const dropped = packet('x/2', 1)
+    appender.admit(dropped, 'c', false) // aedes may drop a publish (connection closed) and never call published
+    await new Promise((r) => setTimeout(r, 20))
+  })
+
+  it('does not wait for QoS 0 appends, and appends publishes that were never admitted', async () => {
+    const { log, appender } = await setup()
+    await expect(appender.published(packet('devices/d1/telemetry', 0), 'c')).resolves.toBeUndefined()
+    await new Promise((r) => setTimeout(r, 20))
+    expect(await all(log, 'telemetry')).toHaveLength(1)
   })
 
   it('skips $SYS/ topics, unrouted topics and packets marked as replays', async () => {
-    const { log, onPublished } = setup()
-    await onPublished(packet('$SYS/broker/new/clients', 0), null)
-    const router = new Router([{ filter: 'a/#', stream: 's', key: { kind: 'none' } }])
-    const other = new FakeLog()
-    const onlyA = createLogAppender(router, other as unknown as Log, pino({ level: 'silent' }))
-    await onlyA(packet('b/c', 1), client('c'))
+    const { log, appender } = await setup([{ filter: 'devices/+/telemetry', stream: 'telemetry', key: { kind: 'none' } }])
+    await appender.published(packet('$SYS/broker/new/clients', 0), null)
+    await appender.published(packet('b/c', 1), 'c')
     const replayed = packet('devices/d1/telemetry', 1)
     markReplay(replayed)
     expect(isReplay(replayed)).toBe(true)
     expect(isReplay(packet('devices/d1/telemetry', 1))).toBe(false)
-    await onPublished(replayed, null)
-    expect(log.appends).toEqual([])
-    expect(other.appends).toEqual([])
+    appender.admit(replayed, null, false)
+    await appender.published(replayed, null)
+    expect(await all(log, 'telemetry')).toEqual([])
   })
 
-  it('has no client id for broker publishes, but keeps the stored client id of a will published at start-up', async () => {
-    const { log, onPublished } = setup()
-    void onPublished(packet('status/x', 0, ''), null)
-    void onPublished(packet('status/y', 0, 'gone', { clientId: 'dead-device' }), null)
-    expect(log.appends.map((a) => [a.records[0]!.clientId, a.records[0]!.key, a.records[0]!.value.toString()])).toEqual([
-      [null, null, ''],
-      ['dead-device', 'dead-device', 'gone']
+  it('keeps the client id of a will published at start-up, and turns string payloads into bytes', async () => {
+    const { log, appender } = await setup([{ filter: '#', stream: 'audit', key: { kind: 'client-id' } }])
+    await appender.published(packet('status/x', 1, 'héllo'), 'dead-device')
+    await appender.published(packet('status/y', 1, ''), null)
+    const records = await all(log, 'audit')
+    expect(records.map((r) => [r.clientId, r.key, r.value.toString()])).toEqual([
+      ['dead-device', 'dead-device', 'héllo'],
+      [null, null, '']
     ])
-    log.settleAll()
-  })
-
-  it('turns a string payload into bytes', async () => {
-    const { log, onPublished } = setup()
-    void onPublished(packet('x', 0, 'héllo'), client('c'))
-    expect(log.appends[0]!.records[0]!.value).toEqual(Buffer.from('héllo', 'utf8'))
-    log.settleAll()
+    expect(records[0]!.value).toEqual(Buffer.from('héllo', 'utf8'))
   })
 })
