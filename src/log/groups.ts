@@ -135,7 +135,13 @@ export class GroupCoordinator {
     Object.assign(member, { streams, sessionTimeoutMs: timeout, lastHeartbeat: this.now() })
     if (options.autoOffsetReset) member.autoOffsetReset = options.autoOffsetReset
     group.members.set(member.id, member)
-    if (changed) this.rebalance(group)
+    if (changed) {
+      this.rebalance(group)
+    } else {
+      // A rejoin restarts the member's partitions from the committed offsets: records it fetched
+      // but may never have received (a lost response, a closed push socket) come again.
+      for (const a of member.assignments) group.positions.delete(partitionId(a))
+    }
     return this.membership(group, member)
   }
 
@@ -148,8 +154,9 @@ export class GroupCoordinator {
 
   leave(groupName: string, memberId: string): void {
     const group = this.group(groupName)
-    this.member(group, memberId)
+    const member = this.member(group, memberId)
     group.members.delete(memberId)
+    member.rebalanced.abort() // a fetch it still has waiting returns now
     this.rebalance(group)
   }
 
@@ -170,16 +177,40 @@ export class GroupCoordinator {
       const remaining = deadline - Date.now()
       if (remaining <= 0 || options.signal?.aborted) return { ...this.membership(group, member), records }
       const targets = member.assignments.map((a) => ({ ...a, offset: group.positions.get(partitionId(a)) ?? 0 }))
-      const stop = AbortSignal.any([member.rebalanced.signal, ...(options.signal ? [options.signal] : [])])
-      if (targets.length === 0) {
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, remaining)
-          stop.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true })
-        })
-      } else {
-        await this.log.waitForRecords(targets, remaining, stop)
-      }
+      await this.waitForRecordsOrRebalance(member, targets, remaining, options.signal)
       if (!group.members.has(memberId)) throw new GroupError('UNKNOWN_MEMBER', `member ${memberId} left group ${groupName}`)
+    }
+  }
+
+  /**
+   * Waits until a target partition has records, the member is rebalanced (or leaves), the caller
+   * aborts, or the time is up. One controller per wait, with listeners removed afterwards:
+   * AbortSignal.any would keep a little memory per call until the member's next rebalance.
+   */
+  private async waitForRecordsOrRebalance(
+    member: Member,
+    targets: Array<{ stream: string; partition: number; offset: number }>,
+    timeoutMs: number,
+    signal: AbortSignal | undefined
+  ): Promise<void> {
+    const stop = new AbortController()
+    const rebalanced = member.rebalanced.signal
+    const onStop = (): void => stop.abort()
+    rebalanced.addEventListener('abort', onStop, { once: true })
+    signal?.addEventListener('abort', onStop, { once: true })
+    if (rebalanced.aborted || signal?.aborted) stop.abort()
+    try {
+      if (targets.length > 0) {
+        await this.log.waitForRecords(targets, timeoutMs, stop.signal)
+      } else if (!stop.signal.aborted) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, timeoutMs)
+          stop.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true })
+        })
+      }
+    } finally {
+      rebalanced.removeEventListener('abort', onStop)
+      signal?.removeEventListener('abort', onStop)
     }
   }
 

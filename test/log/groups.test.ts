@@ -143,6 +143,26 @@ describe('consumer groups', () => {
     expect(await groups.listGroups()).toEqual(['g'])
   })
 
+  it('ends a waiting fetch when its member leaves, and restarts a rejoining member from its commits', async () => {
+    const { log, groups } = await setup(1)
+    const m = groups.join('g', { streams: ['s'] })
+    const waiting = groups.fetch('g', m.memberId, { maxRecords: 10, waitMs: 10_000 })
+    const t = Date.now()
+    setTimeout(() => groups.leave('g', m.memberId), 50)
+    await expect(waiting).rejects.toMatchObject({ code: 'UNKNOWN_MEMBER' })
+    expect(Date.now() - t).toBeLessThan(3000)
+
+    await produce(log, 10)
+    const again = groups.join('g', { streams: ['s'] })
+    const first = await groups.fetch('g', again.memberId, { maxRecords: 10, waitMs: 0 })
+    expect(first.records.length).toBe(10)
+    await groups.commit('g', again.memberId, [{ stream: 's', partition: 0, offset: 4 }])
+    // the response was lost: the member rejoins with its id and gets everything after its commit again
+    groups.join('g', { streams: ['s'], memberId: again.memberId })
+    const redelivered = await groups.fetch('g', again.memberId, { maxRecords: 10, waitMs: 0 })
+    expect(ids(redelivered.records)).toEqual([4, 5, 6, 7, 8, 9])
+  })
+
   it('validates join options with clear messages', async () => {
     const { groups } = await setup(1)
     expect(() => groups.join('g', { streams: [] })).toThrow(/streams must name at least one stream/)
