@@ -95,6 +95,10 @@ export class ReplayJobs {
     return job ? { ...job.status } : undefined
   }
 
+  list(): ReplayStatus[] {
+    return [...this.jobs.values()].map((j) => ({ ...j.status }))
+  }
+
   cancelAll(): void {
     for (const job of this.jobs.values()) job.cancelled = true
   }

@@ -1,0 +1,158 @@
+import type { FastifyInstance } from 'fastify'
+import { GroupError, SESSION_TIMEOUT, type AutoOffsetReset, type GroupCoordinator, type Membership } from '../../log/groups.js'
+import { toApiRecord, type ApiRecord, type Encoding } from '../encoding.js'
+import { holdRequest, keepMemberAlive } from '../long-poll.js'
+import { offsetSpecSchema, parseOffsetSpec } from '../positions.js'
+import {
+  LIMITS,
+  encodingSchema,
+  groupParams,
+  memberParams,
+  offsetsSchema,
+  type GroupParams,
+  type MemberParams,
+  type OffsetPosition
+} from '../schemas.js'
+
+// Consumer groups over HTTP: join / heartbeat / leave, fetch (long-poll), commit, describe, reset.
+// Offsets committed are "next offset to consume", as in Kafka.
+
+interface JoinBody {
+  streams: string[]
+  sessionTimeoutMs?: number
+  clientId?: string
+  autoOffsetReset?: AutoOffsetReset
+  memberId?: string
+}
+
+const joinBody = {
+  type: 'object',
+  required: ['streams'],
+  additionalProperties: false,
+  properties: {
+    streams: { type: 'array', minItems: 1, maxItems: 100, items: { type: 'string', minLength: 1, maxLength: 128 } },
+    sessionTimeoutMs: { type: 'integer', minimum: SESSION_TIMEOUT.min, maximum: SESSION_TIMEOUT.max },
+    clientId: { type: 'string', maxLength: 256 },
+    autoOffsetReset: { type: 'string', enum: ['earliest', 'latest'] },
+    memberId: { type: 'string', minLength: 1, maxLength: 128 }
+  }
+} as const
+
+interface FetchBody {
+  maxRecords: number
+  maxBytes: number
+  waitMs: number
+  encoding: Encoding
+}
+
+const fetchBody = {
+  // no body at all (null here) means every default
+  type: ['object', 'null'],
+  additionalProperties: false,
+  properties: {
+    maxRecords: { type: 'integer', minimum: 1, maximum: LIMITS.readRecords, default: LIMITS.defaultReadRecords },
+    maxBytes: { type: 'integer', minimum: 1, maximum: LIMITS.readBytes, default: LIMITS.defaultReadBytes },
+    waitMs: { type: 'integer', minimum: 0, maximum: LIMITS.waitMs, default: 0 },
+    encoding: { ...encodingSchema, default: 'base64' }
+  }
+} as const
+
+interface CommitBody {
+  offsets: OffsetPosition[]
+}
+
+const commitBody = { type: 'object', required: ['offsets'], additionalProperties: false, properties: { offsets: offsetsSchema } } as const
+
+interface ResetBody {
+  stream: string
+  to: unknown
+}
+
+const resetBody = {
+  type: 'object',
+  required: ['stream', 'to'],
+  additionalProperties: false,
+  properties: { stream: { type: 'string', minLength: 1, maxLength: 128 }, to: offsetSpecSchema }
+} as const
+
+export interface FetchResponse extends Membership {
+  records: ApiRecord[]
+}
+
+export interface GroupSummary {
+  group: string
+  state: 'empty' | 'stable'
+  generation: number
+  members: number
+  /** Sum of the lag of the group's partitions. */
+  lag: number
+}
+
+export function groupRoutes(app: FastifyInstance, groups: GroupCoordinator, closing: AbortSignal): void {
+  const base = '/api/v1/groups/:group'
+  const memberBase = `${base}/members/:member`
+
+  app.get('/api/v1/groups', async () => {
+    const summaries: GroupSummary[] = []
+    for (const group of await groups.listGroups()) {
+      try {
+        const d = await groups.describe(group)
+        summaries.push({ group, state: d.state, generation: d.generation, members: d.members.length, lag: d.partitions.reduce((n, p) => n + p.lag, 0) })
+      } catch (err) {
+        // the group may have emptied between the list and the describe
+        if (!(err instanceof GroupError && err.code === 'UNKNOWN_GROUP')) throw err
+      }
+    }
+    return { groups: summaries }
+  })
+
+  app.get<{ Params: GroupParams }>(base, { schema: { params: groupParams } }, async (request) => groups.describe(request.params.group))
+
+  app.post<{ Params: GroupParams; Body: JoinBody }>(`${base}/members`, { schema: { params: groupParams, body: joinBody } }, async (request) =>
+    groups.join(request.params.group, request.body)
+  )
+
+  app.post<{ Params: MemberParams }>(`${memberBase}/heartbeat`, { schema: { params: memberParams } }, async (request) =>
+    groups.heartbeat(request.params.group, request.params.member)
+  )
+
+  app.delete<{ Params: MemberParams }>(memberBase, { schema: { params: memberParams } }, async (request, reply) => {
+    groups.leave(request.params.group, request.params.member)
+    return reply.code(204).send()
+  })
+
+  app.post<{ Params: MemberParams; Body: FetchBody | undefined }>(
+    `${memberBase}/fetch`,
+    { schema: { params: memberParams, body: fetchBody } },
+    async (request, reply): Promise<FetchResponse> => {
+      const { group, member } = request.params
+      const body = request.body ?? { maxRecords: LIMITS.defaultReadRecords, maxBytes: LIMITS.defaultReadBytes, waitMs: 0, encoding: 'base64' }
+      const held = holdRequest(reply, closing)
+      const controller = new AbortController()
+      held.signal.addEventListener('abort', () => controller.abort(), { once: true })
+      // the member may be removed while we wait (left, or ended elsewhere): stop waiting then
+      const stopHeartbeats = body.waitMs > 0 ? keepMemberAlive(groups, group, member, () => controller.abort()) : () => {}
+      try {
+        const result = await groups.fetch(group, member, {
+          maxRecords: body.maxRecords,
+          maxBytes: body.maxBytes,
+          waitMs: body.waitMs,
+          signal: controller.signal
+        })
+        return { memberId: result.memberId, generation: result.generation, assignments: result.assignments, records: result.records.map((r) => toApiRecord(r, body.encoding)) }
+      } finally {
+        stopHeartbeats()
+        held.done()
+      }
+    }
+  )
+
+  app.post<{ Params: MemberParams; Body: CommitBody }>(`${memberBase}/commit`, { schema: { params: memberParams, body: commitBody } }, async (request) => {
+    await groups.commit(request.params.group, request.params.member, request.body.offsets)
+    return { offsets: request.body.offsets }
+  })
+
+  app.post<{ Params: GroupParams; Body: ResetBody }>(`${base}/reset`, { schema: { params: groupParams, body: resetBody } }, async (request) => ({
+    offsets: await groups.reset(request.params.group, request.body.stream, parseOffsetSpec(request.body.to, 'body', 'to'))
+  }))
+}

@@ -1,0 +1,77 @@
+import type { FastifyInstance } from 'fastify'
+import type { ReplayRequest, ReplayStatus } from '../../log/replay.js'
+import { ApiError } from '../errors.js'
+import { offsetSpecSchema, parseOffsetSpec } from '../positions.js'
+import { streamParams, type StreamParams } from '../schemas.js'
+
+// Replay into MQTT: the gateway passes its ReplayJobs (which own the broker's publish); the API
+// starts jobs and lets clients poll and cancel them.
+
+/** What the API needs of replay (implemented by the log's ReplayJobs, src/log/replay.ts). */
+export interface ReplayService {
+  /** Starts a job; rejects with LogError for a bad request. */
+  start(request: ReplayRequest): Promise<ReplayStatus>
+  get(id: string): ReplayStatus | undefined
+  cancel(id: string): ReplayStatus | undefined
+  list(): ReplayStatus[]
+}
+
+export type { ReplayRequest, ReplayStatus }
+
+interface ReplayBody {
+  from: unknown
+  to?: unknown
+  topicPrefix: string
+  partitions?: number[]
+}
+
+const replayBody = {
+  type: 'object',
+  required: ['from', 'topicPrefix'],
+  additionalProperties: false,
+  properties: {
+    from: offsetSpecSchema,
+    to: offsetSpecSchema,
+    topicPrefix: { type: 'string', maxLength: 1024 },
+    partitions: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'integer', minimum: 0 } }
+  }
+} as const
+
+const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 64 } } } as const
+
+export function replayRoutes(app: FastifyInstance, replay: ReplayService | undefined): void {
+  const service = (): ReplayService => {
+    if (!replay) throw new ApiError(501, 'NOT_AVAILABLE', 'replay into MQTT is not available on this server')
+    return replay
+  }
+  const find = (id: string): ReplayStatus => {
+    const status = service().get(id)
+    if (!status) throw new ApiError(404, 'UNKNOWN_REPLAY', `unknown replay "${id}" (finished replays are forgotten after a while)`)
+    return status
+  }
+
+  app.post<{ Params: StreamParams; Body: ReplayBody }>(
+    '/api/v1/streams/:stream/replay',
+    { schema: { params: streamParams, body: replayBody } },
+    async (request, reply) => {
+      const body = request.body
+      const status = await service().start({
+        stream: request.params.stream,
+        from: parseOffsetSpec(body.from, 'body', 'from'),
+        to: body.to === undefined ? undefined : parseOffsetSpec(body.to, 'body', 'to'),
+        topicPrefix: body.topicPrefix,
+        partitions: body.partitions
+      })
+      return reply.code(202).send(status)
+    }
+  )
+
+  app.get('/api/v1/replays', async () => ({ replays: service().list() }))
+
+  app.get<{ Params: { id: string } }>('/api/v1/replays/:id', { schema: { params: idParams } }, async (request) => find(request.params.id))
+
+  app.delete<{ Params: { id: string } }>('/api/v1/replays/:id', { schema: { params: idParams } }, async (request) => {
+    find(request.params.id)
+    return service().cancel(request.params.id)
+  })
+}

@@ -1,0 +1,177 @@
+import type { FastifyInstance } from 'fastify'
+import type { AppendResult, Headers, Log, RecordInput, StreamInfo } from '../../log/types.js'
+import { decodeValue, toApiRecord, type ApiRecord, type Encoding } from '../encoding.js'
+import { badField } from '../errors.js'
+import { holdRequest } from '../long-poll.js'
+import { parseTimestamp } from '../positions.js'
+import { LIMITS, encodingSchema, partitionParams, streamParams, type PartitionParams, type StreamParams } from '../schemas.js'
+
+// Streams: list and describe, produce (answered once the records are durable), and read a
+// partition by offset or by time.
+
+export interface StreamSummary {
+  name: string
+  partitionCount: number
+  retention: StreamInfo['config']['retention']
+  /** Stored bytes over all partitions. */
+  bytes: number
+  /** Stored records over all partitions. */
+  records: number
+  partitions: Array<{ partition: number; startOffset: number; endOffset: number; bytes: number }>
+}
+
+export function streamSummary(info: StreamInfo): StreamSummary {
+  return {
+    name: info.config.name,
+    partitionCount: info.config.partitions,
+    retention: info.config.retention,
+    bytes: info.partitions.reduce((n, p) => n + p.bytes, 0),
+    records: info.partitions.reduce((n, p) => n + (p.endOffset - p.startOffset), 0),
+    partitions: info.partitions.map(({ partition, startOffset, endOffset, bytes }) => ({ partition, startOffset, endOffset, bytes }))
+  }
+}
+
+interface ProducedRecord {
+  key?: string | null
+  value: string
+  headers?: Headers
+  partition?: number
+}
+
+/** Either `{ records: [...] }` or one record's fields at the top level. */
+interface ProduceBody extends Partial<ProducedRecord> {
+  records?: ProducedRecord[]
+  encoding?: Encoding
+}
+
+const recordProperties = {
+  key: { type: ['string', 'null'], maxLength: LIMITS.keyLength },
+  value: { type: 'string' },
+  headers: { type: 'object', maxProperties: LIMITS.headers, additionalProperties: { type: 'string' } },
+  partition: { type: 'integer', minimum: 0 }
+} as const
+
+const produceBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    records: {
+      type: 'array',
+      minItems: 1,
+      maxItems: LIMITS.produceRecords,
+      items: { type: 'object', required: ['value'], additionalProperties: false, properties: recordProperties }
+    },
+    encoding: encodingSchema,
+    ...recordProperties
+  }
+} as const
+
+interface ReadQuery {
+  offset?: number
+  timestamp?: string
+  limit: number
+  maxBytes: number
+  waitMs: number
+  encoding: Encoding
+}
+
+const readQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    offset: { type: 'integer', minimum: 0 },
+    timestamp: { type: 'string', minLength: 1 },
+    limit: { type: 'integer', minimum: 1, maximum: LIMITS.readRecords, default: LIMITS.defaultReadRecords },
+    maxBytes: { type: 'integer', minimum: 1, maximum: LIMITS.readBytes, default: LIMITS.defaultReadBytes },
+    waitMs: { type: 'integer', minimum: 0, maximum: LIMITS.waitMs, default: 0 },
+    encoding: { ...encodingSchema, default: 'base64' }
+  }
+} as const
+
+export interface ReadResponse {
+  records: ApiRecord[]
+  /** Offset to ask for next. */
+  nextOffset: number
+  startOffset: number
+  endOffset: number
+}
+
+export function streamRoutes(app: FastifyInstance, log: Log, closing: AbortSignal): void {
+  app.get('/api/v1/streams', async () => ({ streams: log.listStreams().map(streamSummary) }))
+
+  app.get<{ Params: StreamParams }>('/api/v1/streams/:stream', { schema: { params: streamParams } }, async (request) =>
+    streamSummary(log.describeStream(request.params.stream))
+  )
+
+  app.post<{ Params: StreamParams; Body: ProduceBody; Querystring: { encoding?: Encoding } }>(
+    '/api/v1/streams/:stream/records',
+    { schema: { params: streamParams, body: produceBody, querystring: { type: 'object', additionalProperties: false, properties: { encoding: encodingSchema } } } },
+    async (request) => {
+      const { stream } = request.params
+      const body = request.body
+      const encoding = body.encoding ?? request.query.encoding ?? 'base64'
+      const single = body.records === undefined
+      if (single && body.value === undefined) throw badField('body', 'value', 'is required (or give records: [...])')
+      if (!single) {
+        const mixed = (['key', 'value', 'headers', 'partition'] as const).find((f) => body[f] !== undefined)
+        if (mixed) throw badField('body', mixed, 'cannot be given next to records; put it inside each record')
+      }
+      const produced: ProducedRecord[] = body.records ?? [{ key: body.key, value: body.value ?? '', headers: body.headers, partition: body.partition }]
+      const partitions = log.describeStream(stream).config.partitions
+      const inputs = produced.map((r, i): { input: RecordInput; partition: number | undefined } => {
+        const field = single ? '' : `records[${i}].`
+        if (r.partition !== undefined && r.partition >= partitions) {
+          throw badField('body', `${field}partition`, `must be below ${partitions} (stream ${stream} has ${partitions} partitions)`)
+        }
+        return {
+          input: { key: r.key ?? null, value: decodeValue(r.value, encoding, 'body', `${field}value`), headers: r.headers ?? {}, topic: null },
+          partition: r.partition
+        }
+      })
+      // one append per run of records with the same explicit partition (or none); all are issued in
+      // the same tick, so they keep the request's order and share one group commit
+      const appends: Array<Promise<AppendResult[]>> = []
+      for (let i = 0; i < inputs.length; ) {
+        let j = i + 1
+        while (j < inputs.length && inputs[j]!.partition === inputs[i]!.partition) j++
+        appends.push(log.append(stream, inputs.slice(i, j).map((x) => x.input), inputs[i]!.partition))
+        i = j
+      }
+      const offsets = (await Promise.all(appends)).flat()
+      return { offsets }
+    }
+  )
+
+  app.get<{ Params: PartitionParams; Querystring: ReadQuery }>(
+    '/api/v1/streams/:stream/partitions/:p/records',
+    { schema: { params: partitionParams, querystring: readQuery } },
+    async (request, reply): Promise<ReadResponse> => {
+      const { stream, p } = request.params
+      const q = request.query
+      if (q.offset !== undefined && q.timestamp !== undefined) throw badField('query', 'timestamp', 'cannot be given with offset; give one of them')
+      const from =
+        q.offset ??
+        (q.timestamp !== undefined
+          ? await log.offsetForTime(stream, p, parseTimestamp(q.timestamp, 'query', 'timestamp'))
+          : await log.resolveOffset(stream, p, 'earliest'))
+      let records = await log.read(stream, p, from, { limit: q.limit, maxBytes: q.maxBytes })
+      if (records.length === 0 && q.waitMs > 0) {
+        const held = holdRequest(reply, closing)
+        try {
+          if (await log.waitForRecords([{ stream, partition: p, offset: from }], q.waitMs, held.signal)) {
+            records = await log.read(stream, p, from, { limit: q.limit, maxBytes: q.maxBytes })
+          }
+        } finally {
+          held.done()
+        }
+      }
+      const info = log.describeStream(stream).partitions[p]!
+      return {
+        records: records.map((r) => toApiRecord(r, q.encoding)),
+        nextOffset: records.length > 0 ? records[records.length - 1]!.offset + 1 : from,
+        startOffset: info.startOffset,
+        endOffset: info.endOffset
+      }
+    }
+  )
+}

@@ -1,0 +1,97 @@
+import type { AddressInfo } from 'node:net'
+import websocket from '@fastify/websocket'
+import Fastify, { LogController, type FastifyBaseLogger } from 'fastify'
+import type { Logger } from 'pino'
+import type { GroupCoordinator } from '../log/groups.js'
+import type { Log } from '../log/types.js'
+import { errorHandler, notFoundHandler } from './errors.js'
+import { PUSH, pushRoutes } from './push.js'
+import { groupRoutes } from './routes/groups.js'
+import { replayRoutes, type ReplayService } from './routes/replays.js'
+import { streamRoutes } from './routes/streams.js'
+import { LIMITS } from './schemas.js'
+import { schemaErrorFormatter, validatorCompiler } from './validation.js'
+
+// The HTTP consumer API (fastify): streams, consumer groups, push over WebSocket, replay.
+// Routes live in routes/ and push.ts; this file only assembles and starts the server.
+
+export type { ReplayService, ReplayRequest, ReplayStatus } from './routes/replays.js'
+
+/** How long close() lets requests in flight finish before it cuts their connections (ms). */
+const CLOSE_GRACE_MS = 2000
+
+export interface AdminServerOptions {
+  log: Log
+  groups: GroupCoordinator
+  host: string
+  /** 0 = any free port. */
+  port: number
+  logger: Logger
+  /** Replay into MQTT; without it POST /api/v1/streams/:stream/replay answers 501. */
+  replay?: ReplayService
+}
+
+export interface AdminServer {
+  /** The port actually bound. */
+  port: number
+  /** Ends held requests and push sockets, then stops the server. */
+  close(): Promise<void>
+}
+
+export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
+  const logger = options.logger.child({ component: 'admin' })
+  const app = Fastify({
+    // widened so the instance has fastify's default type, which the route modules take
+    loggerInstance: logger as FastifyBaseLogger,
+    // no line per request (long-polls and pushes would flood the log); errors are logged by errorHandler
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: LIMITS.bodyBytes,
+    schemaErrorFormatter,
+    // idle keep-alive sockets close at once on close(); held requests are ended by the preClose hook
+    forceCloseConnections: 'idle'
+  })
+  app.setValidatorCompiler(validatorCompiler)
+  app.setErrorHandler(errorHandler(logger))
+  app.setNotFoundHandler(notFoundHandler)
+
+  // aborted when the server starts closing, so long-polls answer at once instead of holding it open
+  const closing = new AbortController()
+  app.addHook('preClose', async () => closing.abort())
+
+  await app.register(websocket, {
+    options: { maxPayload: PUSH.maxFrameBytes },
+    errorHandler: (err, socket) => {
+      logger.debug({ err }, 'push socket error')
+      socket.terminate()
+    }
+  })
+  streamRoutes(app, options.log, closing.signal)
+  groupRoutes(app, options.groups, closing.signal)
+  pushRoutes(app, options.groups, logger)
+  replayRoutes(app, options.replay)
+
+  try {
+    await app.listen({ host: options.host, port: options.port })
+  } catch (err) {
+    await app.close()
+    throw err
+  }
+  const port = (app.server.address() as AddressInfo).port
+  logger.info({ host: options.host, port }, 'admin API listening')
+  let closed: Promise<void> | null = null
+  const close = async (): Promise<void> => {
+    // held requests end at once (preClose); requests in flight get a grace period, then any
+    // connection still open (a client that keeps a socket without a request, say) is cut
+    const force = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS)
+    force.unref()
+    try {
+      await app.close()
+    } finally {
+      clearTimeout(force)
+    }
+  }
+  return {
+    port,
+    close: () => (closed ??= close())
+  }
+}

@@ -1,0 +1,82 @@
+import { pino } from 'pino'
+import { startAdminServer, type AdminServer, type ReplayService } from '../../src/admin/server.js'
+import { GroupCoordinator } from '../../src/log/groups.js'
+import { RocksLog } from '../../src/log/rocks-log.js'
+import type { Log, StreamConfig } from '../../src/log/types.js'
+import { Store } from '../../src/store/store.js'
+import { tempDataDir } from '../helpers/gateway-process.js'
+
+// A real RocksLog on a temporary RocksDB and the real admin server on 127.0.0.1, any free port.
+// The log the server sees counts its in-flight long-poll waits (to check that none leak).
+
+export interface Harness {
+  rocks: RocksLog
+  groups: GroupCoordinator
+  server: AdminServer
+  base: string
+  /** waitForRecords calls that have not settled yet. */
+  waitsInFlight(): number
+  close(): Promise<void>
+}
+
+/** `replay` builds the replay service on the harness's log, if the test wants one. */
+export async function startHarness(streams: StreamConfig[], options: { replay?: (log: RocksLog) => ReplayService } = {}): Promise<Harness> {
+  const store = await Store.open({ dataDir: tempDataDir('admin'), durability: 'fsync' })
+  const rocks = await RocksLog.open(store, streams, { retentionIntervalMs: 0 })
+  let inFlight = 0
+  const log = new Proxy(rocks, {
+    get(target, prop) {
+      if (prop === 'waitForRecords') {
+        return (...args: Parameters<Log['waitForRecords']>) => {
+          inFlight++
+          return target.waitForRecords(...args).finally(() => inFlight--)
+        }
+      }
+      const v: unknown = Reflect.get(target, prop, target)
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
+    }
+  })
+  const groups = new GroupCoordinator(log, Date.now, 100)
+  const logger = pino({ level: process.env.CULEX_TEST_LOG_LEVEL ?? 'silent' })
+  const server = await startAdminServer({ log, groups, host: '127.0.0.1', port: 0, logger, replay: options.replay?.(rocks) })
+  return {
+    rocks,
+    groups,
+    server,
+    base: `http://127.0.0.1:${server.port}`,
+    waitsInFlight: () => inFlight,
+    close: async () => {
+      await server.close()
+      groups.close()
+      await rocks.close()
+      await store.close()
+    }
+  }
+}
+
+export interface JsonResponse<T = Record<string, unknown>> {
+  status: number
+  body: T
+}
+
+/** fetch with a JSON body (when given) and a parsed JSON answer (or {} when empty). */
+export async function api<T = Record<string, unknown>>(base: string, method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<JsonResponse<T>> {
+  const res = await fetch(base + path, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    signal
+  })
+  const text = await res.text()
+  return { status: res.status, body: (text ? JSON.parse(text) : {}) as T }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+export async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`condition not met in ${timeoutMs} ms`)
+    await sleep(10)
+  }
+}
