@@ -5,86 +5,121 @@ import { startListeners, type Listener } from './broker/listeners.js'
 import { Store } from './store/store.js'
 import { LogAppender } from './broker/log-appender.js'
 import { Router } from './broker/router.js'
+import { startAdminServer, type AdminServer } from './admin/server.js'
+import { GroupCoordinator } from './log/groups.js'
+import { ReplayJobs } from './log/replay.js'
 import { RocksLog } from './log/rocks-log.js'
 import type { Log } from './log/types.js'
 
 export interface ListenerAddress {
-  kind: Listener['kind']
+  kind: Listener['kind'] | 'admin'
   host: string
   port: number
 }
 
-/** The composition root: opens the store and the log, starts the broker and its listeners, shuts down in order. */
+/** What a gateway has started so far; shutdown closes whatever is there. */
+interface Parts {
+  store?: Store
+  log?: Log
+  groups?: GroupCoordinator
+  broker?: Broker
+  replays?: ReplayJobs
+  admin?: AdminServer
+  listeners?: Listener[]
+}
+
+type StartedParts = Required<Omit<Parts, 'admin'>> & Pick<Parts, 'admin'>
+
+/** The composition root: store -> log -> consumer groups -> broker -> admin API -> listeners; shutdown in reverse. */
 export class Gateway {
   private stopping: Promise<void> | null = null
 
   private constructor(
     readonly config: CulexConfig,
-    readonly store: Store,
-    /** The partitioned log (streams from the config); routed MQTT publishes are appended to it. */
-    readonly log: Log,
+    private readonly parts: StartedParts,
     readonly router: Router,
-    readonly broker: Broker,
-    private readonly listeners: Listener[],
     private readonly logger: Logger
   ) {}
 
+  get store(): Store {
+    return this.parts.store
+  }
+
+  /** The partitioned log (streams from the config); routed MQTT publishes are appended to it. */
+  get log(): Log {
+    return this.parts.log
+  }
+
+  get broker(): Broker {
+    return this.parts.broker
+  }
+
   static async start(config: CulexConfig, logger: Logger): Promise<Gateway> {
-    const store = await Store.open({
-      dataDir: config.dataDir,
-      durability: config.durability,
-      onWriteError: (err) => logger.fatal({ err }, 'RocksDB write failed; acks are refused from now on')
-    })
-    let log: Log | null = null
-    let broker: Broker | null = null
+    const parts: Parts = {}
     try {
-      log = await RocksLog.open(store, config.streams, {
+      const store = (parts.store = await Store.open({
+        dataDir: config.dataDir,
+        durability: config.durability,
+        onWriteError: (err) => logger.fatal({ err }, 'RocksDB write failed; acks are refused from now on')
+      }))
+      const log = (parts.log = await RocksLog.open(store, config.streams, {
         onRetentionError: (err) => logger.error({ err }, 'log retention failed')
-      })
+      }))
+      const groups = (parts.groups = new GroupCoordinator(log))
       const router = new Router(config.routes)
-      broker = await createBroker({
+      const broker = (parts.broker = await createBroker({
         store,
         logger,
         allowAnonymous: config.allowAnonymous ?? isLoopback(config.host),
         maxClientIdLength: config.maxClientIdLength,
         brokerId: config.brokerId,
         publishHooks: router.size > 0 ? new LogAppender(router, log, logger) : undefined
-      })
+      }))
+      const replays = (parts.replays = new ReplayJobs(log, broker.publishReplay))
+      if (config.adminPort !== null) {
+        parts.admin = await startAdminServer({ log, groups, host: config.host, port: config.adminPort, logger, replay: replays })
+      }
       const aedes = broker.aedes
-      const listeners = await startListeners(config, (stream, request) => aedes.handle(stream, request))
-      const gateway = new Gateway(config, store, log, router, broker, listeners, logger)
-      for (const l of listeners) logger.info({ listener: l.kind, host: l.host, port: l.port }, 'listening')
+      parts.listeners = await startListeners(config, (stream, request) => aedes.handle(stream, request))
+      const gateway = new Gateway(config, parts as StartedParts, router, logger)
+      for (const a of gateway.addresses()) logger.info({ listener: a.kind, host: a.host, port: a.port }, 'listening')
       for (const s of config.streams) logger.info({ stream: s.name, partitions: s.partitions, retention: s.retention }, 'stream')
       for (const r of config.routes) logger.info({ filter: r.filter, stream: r.stream, key: r.key }, 'route')
       logger.info({ dataDir: config.dataDir, durability: config.durability, brokerId: aedes.id }, 'ready')
       return gateway
     } catch (err) {
-      if (broker) await broker.close()
-      if (log) await log.close()
-      await store.close()
+      await shutdown(parts)
       throw err
     }
   }
 
   addresses(): ListenerAddress[] {
-    return this.listeners.map(({ kind, host, port }) => ({ kind, host, port }))
+    const listeners: ListenerAddress[] = this.parts.listeners.map(({ kind, host, port }) => ({ kind, host, port }))
+    if (this.parts.admin) listeners.push({ kind: 'admin', host: this.config.host, port: this.parts.admin.port })
+    return listeners
   }
 
   /** Stops accepting, disconnects clients, commits pending writes and closes RocksDB. Idempotent. */
   stop(): Promise<void> {
-    this.stopping ??= this.shutdown()
+    this.stopping ??= (async () => {
+      this.logger.info('shutting down')
+      await shutdown(this.parts)
+      this.logger.info('stopped')
+    })()
     return this.stopping
   }
+}
 
-  private async shutdown(): Promise<void> {
-    this.logger.info('shutting down')
-    // server.close stops accepting now and settles once the broker has closed the open connections
-    const closed = this.listeners.map((l) => l.close())
-    await this.broker.close()
-    await Promise.all(closed)
-    // the broker is closed, so no publish appends any more; the log goes before the store under it
-    await this.log.close()
-    await this.store.close()
-    this.logger.info('stopped')
-  }
+async function shutdown(parts: Parts): Promise<void> {
+  // stop taking work: server.close stops accepting now and settles once the broker has closed the
+  // open connections; held HTTP requests and replays end at once
+  const listenersClosed = Promise.all((parts.listeners ?? []).map((l) => l.close()))
+  parts.replays?.cancelAll()
+  await parts.admin?.close()
+  await parts.broker?.close()
+  await listenersClosed
+  // no publish appends any more: the log goes before the store under it
+  parts.groups?.close()
+  await parts.log?.close()
+  await parts.store?.close()
 }

@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import type { Store } from '../store/store.js'
 import { RocksPersistence } from '../store/persistence.js'
 import { installAedesPatch } from './aedes-patch.js'
+import { markReplay } from './log-appender.js'
 
 export interface BrokerOptions {
   store: Store
@@ -40,6 +41,8 @@ const SYS_PREFIX = '$SYS/'
 export interface Broker {
   aedes: Aedes
   persistence: RocksPersistence
+  /** Publishes a record replayed from the log; it is not appended to the log again. */
+  publishReplay(message: { topic: string; payload: Buffer; qos: 0 | 1 | 2 }): Promise<void>
   close(): Promise<void>
 }
 
@@ -93,6 +96,12 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   return {
     aedes,
     persistence,
+    publishReplay: ({ topic, payload, qos }) =>
+      new Promise<void>((resolve, reject) => {
+        const packet: PublishPacket = { cmd: 'publish', topic, payload, qos, retain: false, dup: false }
+        markReplay(packet)
+        aedes.publish(packet, (err) => (err ? reject(err) : resolve()))
+      }),
     close: () =>
       new Promise<void>((resolve) => {
         aedes.close(() => resolve())

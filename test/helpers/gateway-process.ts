@@ -31,7 +31,7 @@ export class GatewayProcess {
   static async start(dataDir: string, args: string[] = [], timeoutMs = 15_000): Promise<GatewayProcess> {
     const child = spawn(
       process.execPath,
-      [CLI, 'start', '--data-dir', dataDir, '--mqtt-port', '0', '--ws-port', '0', ...args],
+      [CLI, 'start', '--data-dir', dataDir, '--mqtt-port', '0', '--ws-port', '0', '--admin-port', '0', ...args],
       { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, CULEX_CONFIG: undefined } }
     )
     const gw = new GatewayProcess(child)
@@ -60,7 +60,12 @@ export class GatewayProcess {
     return gw
   }
 
-  port(kind: 'mqtt' | 'ws' | 'mqtts' | 'wss'): number {
+  /** Base URL of the HTTP API. */
+  get api(): string {
+    return `http://127.0.0.1:${this.port('admin')}`
+  }
+
+  port(kind: 'mqtt' | 'ws' | 'mqtts' | 'wss' | 'admin'): number {
     const p = this.ports.get(kind)
     if (p === undefined) throw new Error(`no ${kind} listener`)
     return p
