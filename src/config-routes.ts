@@ -14,6 +14,7 @@
 //       stream: telemetry
 //       key: topic-level:2       # topic-level:N, client-id or none (default)
 
+import { isValidName } from './log/log-keys.js'
 import type { RetentionPolicy, StreamConfig } from './log/types.js'
 
 /** How a routed publish gets its record key (the key picks the partition; no key = round robin). */
@@ -30,7 +31,6 @@ export interface RouteConfig {
 export class StructuredConfigError extends Error {}
 
 export const MAX_PARTITIONS = 1024
-const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
 const STREAM_KEYS = ['partitions', 'retention'] as const
 const RETENTION_KEYS = ['max-age', 'max-bytes', 'max-records'] as const
 const ROUTE_KEYS = ['filter', 'stream', 'key'] as const
@@ -141,7 +141,7 @@ export function parseStreams(raw: unknown, origin: string): StreamConfig[] {
   if (typeof raw !== 'object' || Array.isArray(raw)) ctx.bad('streams', raw, 'a mapping of stream names to stream settings')
   const out: StreamConfig[] = []
   for (const [name, value] of Object.entries(raw)) {
-    if (!STREAM_NAME.test(name)) {
+    if (!isValidName(name)) {
       throw new StructuredConfigError(
         `invalid stream name ${JSON.stringify(name)} under streams in ${origin}; expected 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit`
       )

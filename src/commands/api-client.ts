@@ -1,4 +1,7 @@
 // A small client of the gateway's HTTP API, for the CLI commands.
+import type { ApiRecord } from '../admin/encoding.js'
+
+export type { ApiRecord }
 
 export class ApiError extends Error {
   constructor(
@@ -33,16 +36,6 @@ export class ApiClient {
   }
 }
 
-export interface ApiRecord {
-  stream: string
-  partition: number
-  offset: number
-  timestamp: number
-  key: string | null
-  value: string
-  topic: string | null
-  headers: Record<string, string>
-}
 
 /** --from / --to values: earliest, latest, an offset, or an ISO 8601 time. */
 export type PositionArg = 'earliest' | 'latest' | { offset: number } | { timestamp: number }

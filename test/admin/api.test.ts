@@ -1,21 +1,12 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { ApiRecord } from '../../src/admin/encoding.js'
 import type { ReadResponse } from '../../src/admin/routes/streams.js'
 import type { GroupDescription, Membership } from '../../src/log/groups.js'
 import type { AppendResult } from '../../src/log/types.js'
 import { stream } from '../log/abstract-log.js'
-import { api, sleep, startHarness, until, type Harness } from './harness.js'
+import { api, harnessesClosedAfterEach, sleep, until } from './harness.js'
 
-const harnesses: Harness[] = []
-afterEach(async () => {
-  for (const h of harnesses.splice(0)) await h.close()
-})
-
-async function start(...args: Parameters<typeof startHarness>): Promise<Harness> {
-  const h = await startHarness(...args)
-  harnesses.push(h)
-  return h
-}
+const start = harnessesClosedAfterEach()
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64')
 

@@ -1,4 +1,5 @@
 import { pino } from 'pino'
+import { afterEach } from 'vitest'
 import { startAdminServer, type AdminServer, type ReplayService } from '../../src/admin/server.js'
 import { GroupCoordinator } from '../../src/log/groups.js'
 import { RocksLog } from '../../src/log/rocks-log.js'
@@ -78,5 +79,21 @@ export async function until(check: () => boolean, timeoutMs = 5000): Promise<voi
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`condition not met in ${timeoutMs} ms`)
     await sleep(10)
+  }
+}
+
+/**
+ * For a test file: `const start = harnessesClosedAfterEach()` gives a startHarness whose
+ * harnesses are closed after each test.
+ */
+export function harnessesClosedAfterEach(): (...args: Parameters<typeof startHarness>) => Promise<Harness> {
+  const open: Harness[] = []
+  afterEach(async () => {
+    for (const h of open.splice(0)) await h.close()
+  })
+  return async (...args) => {
+    const h = await startHarness(...args)
+    open.push(h)
+    return h
   }
 }

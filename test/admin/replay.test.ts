@@ -1,23 +1,14 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { ReplayStatus } from '../../src/admin/server.js'
 import { ReplayJobs } from '../../src/log/replay.js'
 import type { AppendResult } from '../../src/log/types.js'
 import { stream } from '../log/abstract-log.js'
-import { api, sleep, startHarness, type Harness } from './harness.js'
+import { api, harnessesClosedAfterEach, sleep } from './harness.js'
 
 // POST /api/v1/streams/:stream/replay and GET /api/v1/replays/:id on a real ReplayJobs whose
 // publish function (the broker's, in the gateway) collects the messages.
 
-const harnesses: Harness[] = []
-afterEach(async () => {
-  for (const h of harnesses.splice(0)) await h.close()
-})
-
-async function start(...args: Parameters<typeof startHarness>): Promise<Harness> {
-  const h = await startHarness(...args)
-  harnesses.push(h)
-  return h
-}
+const start = harnessesClosedAfterEach()
 
 interface Produced {
   offsets: AppendResult[]

@@ -17,15 +17,7 @@ export async function call(base: string, method: string, path: string, body?: un
   return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} }
 }
 
-export interface ApiRecordJson {
-  stream: string
-  partition: number
-  offset: number
-  timestamp: number
-  key: string | null
-  value: string
-  topic: string | null
-}
+export type { ApiRecord as ApiRecordJson } from '../../src/admin/encoding.js'
 
 /** Runs `culex <args>` to completion (bounded by timeoutMs); returns its exit code and output. */
 export function runCli(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
