@@ -15,7 +15,6 @@
 // calls made back to back see each other's effect in call order (as with the memory persistence)
 // and every decision is taken without awaiting a read.
 
-import { createRequire } from 'node:module'
 import { Readable } from 'node:stream'
 import type { BatchOp } from '@nxtedition/rocksdb'
 import { decodePacket, encodePacket } from './packet-codec.js'
@@ -33,40 +32,11 @@ import type {
   TopicSubscription
 } from './persistence-types.js'
 import { TopicTree } from './topic-tree.js'
+import { BroadcastPersistence, Packet, QLOBBER_OPTIONS, QlobberTrue, type BroadcastLike } from './aedes-persistence-deps.js'
+import { SubscriptionIndex, decodeSubRecord, encodeSubRecord, subRecord } from './subscription-index.js'
 import { OutQueue, metaOf, type OutMeta } from './outgoing-index.js'
 
 export type * from './persistence-types.js'
-
-// --- CommonJS pieces of aedes-persistence, resolved from it so hoisting does not matter -------
-
-interface QlobberSubLike {
-  subscriptionsCount: number
-  add(topic: string, sub: TopicSubscription): void
-  remove(topic: string, sub: { clientId: string; topic: string }): void
-  match(topic: string): TopicSubscription[]
-}
-interface QlobberTrueLike {
-  add(topic: string): void
-  test(topic: string): boolean
-}
-interface BroadcastLike {
-  brokerSubscribe(): Promise<void>
-  brokerUnsubscribe(): Promise<void>
-  addedSubscriptions(client: PersistenceClient, subs: PersistenceSubscription[]): Promise<unknown>
-  removedSubscriptions(client: PersistenceClient, subs: string[]): Promise<unknown>
-}
-type PacketCtor = new (original: object) => StoredPacket
-
-const requireFromPersistence = createRequire(createRequire(import.meta.url).resolve('aedes-persistence'))
-const Packet = requireFromPersistence('aedes-packet') as PacketCtor
-const QlobberSub = requireFromPersistence('qlobber/aedes/qlobber-sub') as new (options: object) => QlobberSubLike
-const { QlobberTrue } = requireFromPersistence('qlobber') as { QlobberTrue: new (options: object) => QlobberTrueLike }
-const BroadcastPersistence = requireFromPersistence('./broadcastPersistence.js') as new (
-  broker: PersistenceBroker,
-  trie: QlobberSubLike
-) => BroadcastLike
-
-const QLOBBER_OPTIONS = { wildcard_one: '+', wildcard_some: '#', separator: '/' }
 
 // --- keys -----------------------------------------------------------------------------------
 
@@ -88,30 +58,6 @@ function messageIdOf(packet: unknown): unknown {
 
 function payloadLength(payload: unknown): number {
   return typeof payload === 'string' || payload instanceof Uint8Array ? payload.length : 0
-}
-
-// --- subscriptions --------------------------------------------------------------------------
-
-interface SubRecord {
-  qos: number
-  rh: number | undefined
-  rap: boolean | undefined
-  nl: boolean | undefined
-  subscriptionIdentifier?: number
-}
-
-function subRecord(sub: PersistenceSubscription): SubRecord {
-  // same shape as the memory persistence: the four keys always, the identifier only when set
-  const record: SubRecord = { qos: sub.qos, rh: sub.rh, rap: sub.rap, nl: sub.nl }
-  if (sub.subscriptionIdentifier !== undefined) record.subscriptionIdentifier = sub.subscriptionIdentifier
-  return record
-}
-
-function decodeSubRecord(value: Buffer): SubRecord {
-  const v = JSON.parse(value.toString('utf8')) as Partial<SubRecord>
-  const record: SubRecord = { qos: v.qos ?? 0, rh: v.rh, rap: v.rap, nl: v.nl }
-  if (v.subscriptionIdentifier !== undefined) record.subscriptionIdentifier = v.subscriptionIdentifier
-  return record
 }
 
 const encodeMessageId = (messageId: unknown): Buffer => Buffer.from(JSON.stringify({ m: messageId }), 'utf8')
@@ -136,9 +82,7 @@ export class RocksPersistence {
   #retained = new Map<string, StoredPacket>()
   #retainedTree = new TopicTree()
   // clientId -> (filter -> record); QoS > 0 subscriptions also in the trie
-  #subscriptions = new Map<string, Map<string, SubRecord>>()
-  #trie: QlobberSubLike = new QlobberSub(QLOBBER_OPTIONS)
-  #clientsCount = 0
+  #subscriptions = new SubscriptionIndex()
   // clientId -> (messageId -> packet)
   #incoming = new Map<string, Map<number, StoredPacket>>()
   // clientId -> will
@@ -176,15 +120,7 @@ export class RocksPersistence {
     for await (const [k, v] of store.scan(prefixRange('s'))) {
       const [clientId = '', ...rest] = splitStringKey(k).parts
       const topic = rest.join('\u0000')
-      const record = decodeSubRecord(v)
-      let stored = this.#subscriptions.get(clientId)
-      if (!stored) {
-        stored = new Map()
-        this.#subscriptions.set(clientId, stored)
-        this.#clientsCount++
-      }
-      stored.set(topic, record)
-      if (record.qos > 0) this.#trie.add(topic, trieSub(clientId, topic, record))
+      this.#subscriptions.set(clientId, topic, decodeSubRecord(v))
     }
 
     for await (const [k, v] of store.scan(prefixRange('w'))) {
@@ -233,7 +169,7 @@ export class RocksPersistence {
     if (!this.#loaded) throw new Error('RocksPersistence.setup() before load()')
     this.#broker = broker
     if (this.#broadcastSubscriptions) {
-      this.#broadcast = new BroadcastPersistence(broker, this.#trie)
+      this.#broadcast = new BroadcastPersistence(broker, this.#subscriptions.trie)
       await this.#broadcast.brokerSubscribe()
     }
   }
@@ -288,88 +224,41 @@ export class RocksPersistence {
       // U+0000 separates key parts; MQTT forbids it in client ids and topics [MQTT-1.5.3-2]
       throw new Error('client id and topic filter must not contain U+0000')
     }
-    const ops: BatchOp[] = []
     // a client with no subscription is not stored (the memory one would count it until cleaned)
-    let stored = this.#subscriptions.get(clientId)
-    if (!stored && subs.length > 0) {
-      stored = new Map()
-      this.#subscriptions.set(clientId, stored)
-      this.#clientsCount++
-    }
-    if (stored) {
-      for (const sub of subs) {
-        const previous = stored.get(sub.topic)
-        const record = subRecord(sub)
-        if (sub.qos > 0) {
-          this.#trie.add(sub.topic, trieSub(clientId, sub.topic, record))
-        } else if (previous && previous.qos > 0) {
-          this.#trie.remove(sub.topic, { clientId, topic: sub.topic })
-        }
-        stored.set(sub.topic, record)
-        ops.push({ type: 'put', key: key('s', clientId, sub.topic), value: Buffer.from(JSON.stringify(record), 'utf8') })
-      }
-    }
+    const ops: BatchOp[] = subs.map((sub) => {
+      const record = subRecord(sub)
+      this.#subscriptions.set(clientId, sub.topic, record)
+      return { type: 'put', key: key('s', clientId, sub.topic), value: encodeSubRecord(record) }
+    })
     await this.#commit(ops)
     if (this.#broadcast) await this.#broadcast.addedSubscriptions(client, subs)
   }
 
   async removeSubscriptions(client: PersistenceClient, subs: string[]): Promise<void> {
-    const clientId = client.id
-    const stored = this.#subscriptions.get(clientId)
-    const ops: BatchOp[] = []
-    if (stored) {
-      for (const topic of subs) {
-        const previous = stored.get(topic)
-        if (previous === undefined) continue
-        if (previous.qos > 0) this.#trie.remove(topic, { clientId, topic })
-        stored.delete(topic)
-        ops.push({ type: 'del', key: key('s', clientId, topic) })
-      }
-      if (stored.size === 0) {
-        this.#clientsCount--
-        this.#subscriptions.delete(clientId)
-      }
-    }
-    await this.#commit(ops)
+    const removed = this.#subscriptions.remove(client.id, subs)
+    await this.#commit(removed.map((topic) => ({ type: 'del', key: key('s', client.id, topic) })))
     if (this.#broadcast) await this.#broadcast.removedSubscriptions(client, subs)
   }
 
   async subscriptionsByClient(client: PersistenceClient): Promise<ClientSubscription[]> {
-    const subs: ClientSubscription[] = []
-    const stored = this.#subscriptions.get(client.id)
-    if (stored) for (const [topic, record] of stored) subs.push({ topic, ...record })
-    return subs
+    return this.#subscriptions.byClient(client.id)
   }
 
   async countOffline(): Promise<{ subsCount: number; clientsCount: number }> {
-    return { subsCount: this.#trie.subscriptionsCount, clientsCount: this.#clientsCount }
+    return this.#subscriptions.count()
   }
 
   async subscriptionsByTopic(pattern: string): Promise<TopicSubscription[]> {
-    return this.#trie.match(pattern)
+    return this.#subscriptions.byTopic(pattern)
   }
 
   async cleanSubscriptions(client: PersistenceClient): Promise<void> {
-    const clientId = client.id
-    const stored = this.#subscriptions.get(clientId)
-    if (!stored) return
-    const ops: BatchOp[] = []
-    for (const [topic, record] of stored) {
-      if (record.qos > 0) this.#trie.remove(topic, { clientId, topic })
-      ops.push({ type: 'del', key: key('s', clientId, topic) })
-    }
-    this.#clientsCount--
-    this.#subscriptions.delete(clientId)
-    await this.#commit(ops)
+    const removed = this.#subscriptions.clean(client.id)
+    await this.#commit(removed.map((topic) => ({ type: 'del', key: key('s', client.id, topic) })))
   }
 
   getClientList(topic: string): Readable {
-    const subscriptions = this.#subscriptions
-    return Readable.from(
-      (function* () {
-        for (const [clientId, stored] of subscriptions) if (stored.has(topic)) yield clientId
-      })()
-    )
+    return Readable.from(this.#subscriptions.clientsOf(topic))
   }
 
   // --- outgoing ---
@@ -549,8 +438,6 @@ export class RocksPersistence {
     this.#retained.clear()
     this.#retainedTree = new TopicTree()
     this.#subscriptions.clear()
-    this.#trie = new QlobberSub(QLOBBER_OPTIONS)
-    this.#clientsCount = 0
     this.#incoming.clear()
     this.#wills.clear()
     this.#outgoing.clear()
@@ -592,10 +479,6 @@ export class RocksPersistence {
     }
     return done
   }
-}
-
-function trieSub(clientId: string, topic: string, record: SubRecord): TopicSubscription {
-  return { clientId, topic, qos: record.qos, rh: record.rh, rap: record.rap, nl: record.nl }
 }
 
 /** A stored outgoing packet with the messageId outgoingUpdate gave it. */
