@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net'
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, createWebSocketStream } from 'ws'
@@ -82,7 +82,7 @@ export async function startListeners(config: CulexConfig, handle: ConnectionHand
       }
     })
   }
-  const onSocket = (socket: Duplex): void => handle(socket)
+  const onSocket = (socket: Socket): void => handle(coalesceWrites(socket))
   try {
     if (config.mqttPort !== null) await add('mqtt', config.mqttPort, createNetServer(onSocket))
     if (tls && config.tlsPort !== null) await add('mqtts', config.tlsPort, createTlsServer(tls, onSocket))
@@ -101,6 +101,32 @@ export async function startListeners(config: CulexConfig, handle: ConnectionHand
     throw err
   }
   return started
+}
+
+/**
+ * aedes writes every packet (each ack, each delivery) to the socket on its own, one writev per
+ * packet. Corking the socket at its first write in an event-loop turn and uncorking in setImmediate
+ * sends in one writev everything written in that turn, across all the reads of its poll phase
+ * (measured: QoS 0 fan-in and fan-out need 15-23% less broker CPU per message; bench/RESULTS.md).
+ * Immediates run in order, so the flush comes before any group commit scheduled later, and an ack
+ * never waits for another fsync. write()'s backpressure signal is unchanged.
+ */
+function coalesceWrites<S extends Socket>(socket: S): S {
+  const write = socket.write
+  let corked = false
+  const uncork = (): void => {
+    corked = false
+    socket.uncork()
+  }
+  socket.write = function coalescedWrite(this: S, ...args: Parameters<S['write']>) {
+    if (!corked) {
+      corked = true
+      socket.cork()
+      setImmediate(uncork)
+    }
+    return write.apply(this, args)
+  } as S['write']
+  return socket
 }
 
 function closeWebSockets(wss: WebSocketServer): void {

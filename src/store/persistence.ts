@@ -366,7 +366,9 @@ export class RocksPersistence {
 
   async incomingGetPacket(client: PersistenceClient, packet: PersistencePacket): Promise<StoredPacket> {
     const stored = this.#incomingPacket(client.id, packet.messageId)
-    if (!stored) throw new Error('no such packet')
+    // aedes asks this for every new QoS 2 packet and takes the rejection to mean "new": one shared
+    // error instead of capturing a stack trace each time (11% of the event loop in the profile)
+    if (!stored) throw NO_SUCH_INCOMING_PACKET
     return stored
   }
 
@@ -480,6 +482,8 @@ export class RocksPersistence {
     return done
   }
 }
+
+const NO_SUCH_INCOMING_PACKET = Object.freeze(new Error('no such packet'))
 
 /** A stored outgoing packet with the messageId outgoingUpdate gave it. */
 function withMeta(packet: StoredPacket, meta: OutMeta): StoredPacket {
