@@ -7,9 +7,7 @@
 //   wait on storeRetained / outgoingEnqueueCombi / incomingStorePacket etc.
 // - Retained messages, subscriptions, wills and incoming QoS 2 packets are also kept in memory and
 //   read from there, as the memory persistence does; load() rebuilds them from RocksDB.
-// - Outgoing queues can be large, so their packets stay in RocksDB (key o, clientId, seq) and are
-//   read with Store#scan. Memory holds per entry only what outgoingUpdate/outgoingClearMessageId
-//   need to find it without a scan: brokerId, brokerCounter and messageId.
+// - Outgoing (offline) queues can be large, so their packets stay in RocksDB: offline-queues.ts.
 //
 // In-memory state changes synchronously when a method is called, before its write commits, so
 // calls made back to back see each other's effect in call order (as with the memory persistence)
@@ -18,7 +16,7 @@
 import { Readable } from 'node:stream'
 import type { BatchOp } from '@nxtedition/rocksdb'
 import { decodePacket, encodePacket } from './packet-codec.js'
-import { key, middlePart, prefixRange, splitStringKey, trailingU16, trailingU64, u16, u64 } from './keys.js'
+import { key, middlePart, prefixRange, splitStringKey, trailingU16, u16 } from './keys.js'
 import type { Store } from './store.js'
 
 import type {
@@ -34,38 +32,22 @@ import type {
 import { TopicTree } from './topic-tree.js'
 import { BroadcastPersistence, Packet, QLOBBER_OPTIONS, QlobberTrue, type BroadcastLike } from './aedes-persistence-deps.js'
 import { SubscriptionIndex, decodeSubRecord, encodeSubRecord, subRecord } from './subscription-index.js'
-import { OutQueue, metaOf, type OutMeta } from './outgoing-index.js'
+import { OfflineQueues } from './offline-queues.js'
 
 export type * from './persistence-types.js'
 
 // --- keys -----------------------------------------------------------------------------------
 
-const SPACE_PREFIX_LENGTH = 2 // 'o' + 0x00, 'i' + 0x00, ...
-const OM_PREFIX_LENGTH = 3 // 'om' + 0x00
-const STREAM_CHUNK = 256
+const SPACE_PREFIX_LENGTH = 2 // 'r' + 0x00, 'i' + 0x00, ...
 
-const outKey = (clientId: string, seq: number): Buffer => key('o', clientId, u64(seq))
-const outMessageIdKey = (clientId: string, seq: number): Buffer => key('om', clientId, u64(seq))
 const incomingKey = (clientId: string, messageId: number): Buffer => key('i', clientId, u16(messageId))
 
 function isU16(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0xffff
 }
 
-function messageIdOf(packet: unknown): unknown {
-  return typeof packet === 'object' && packet !== null ? (packet as { messageId?: unknown }).messageId : undefined
-}
-
 function payloadLength(payload: unknown): number {
   return typeof payload === 'string' || payload instanceof Uint8Array ? payload.length : 0
-}
-
-const encodeMessageId = (messageId: unknown): Buffer => Buffer.from(JSON.stringify({ m: messageId }), 'utf8')
-const decodeMessageId = (value: Buffer): unknown => (JSON.parse(value.toString('utf8')) as { m?: unknown }).m
-
-/** An outgoing write not yet committed (an overlay on RocksDB for readers of the 'o' space). */
-interface PendingValue {
-  value: Buffer | null
 }
 
 // --- the persistence ------------------------------------------------------------------------
@@ -87,14 +69,12 @@ export class RocksPersistence {
   #incoming = new Map<string, Map<number, StoredPacket>>()
   // clientId -> will
   #wills = new Map<string, StoredPacket>()
-  // clientId -> queue metadata; seqs are global so they are never reused while running
-  #outgoing = new Map<string, OutQueue>()
-  #nextSeq = 0
-  // 'o' keys (latin1) written but not yet committed: readers see them before RocksDB does
-  #pending = new Map<string, PendingValue>()
+  // offline queues of persistent sessions
+  readonly #queues: OfflineQueues
 
   constructor(store: Store, options: RocksPersistenceOptions = {}) {
     this.#store = store
+    this.#queues = new OfflineQueues(store)
     this.#broadcastSubscriptions = options.broadcastSubscriptions === true
   }
 
@@ -137,26 +117,7 @@ export class RocksPersistence {
       packets.set(trailingU16(k), decodePacket(v) as StoredPacket)
     }
 
-    for await (const [k, v] of store.scan(prefixRange('o'))) {
-      const clientId = middlePart(k, SPACE_PREFIX_LENGTH, 8)
-      const seq = Number(trailingU64(k))
-      this.#queue(clientId).add(seq, metaOf(decodePacket(v, false) as StoredPacket))
-      if (seq >= this.#nextSeq) this.#nextSeq = seq + 1
-    }
-
-    const orphans: BatchOp[] = []
-    for await (const [k, v] of store.scan(prefixRange('om'))) {
-      const clientId = middlePart(k, OM_PREFIX_LENGTH, 8)
-      const seq = Number(trailingU64(k))
-      const queue = this.#outgoing.get(clientId)
-      const meta = queue?.metas.get(seq)
-      if (!queue || !meta) {
-        orphans.push({ type: 'del', key: k }) // cleared with its entry in one batch, so never expected
-        continue
-      }
-      queue.update(seq, meta, { messageId: decodeMessageId(v), messageIdUpdated: true })
-    }
-    await this.#commit(orphans)
+    await this.#queues.load()
   }
 
   /** The broker given to setup() (the abstract tests read it). */
@@ -264,88 +225,23 @@ export class RocksPersistence {
   // --- outgoing ---
 
   async outgoingEnqueue(sub: { clientId: string }, packet: PersistencePacket): Promise<void> {
-    await this.outgoingEnqueueCombi([sub], packet)
+    await this.#queues.enqueue([sub], packet)
   }
 
   async outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: PersistencePacket): Promise<void> {
-    if (subs.length === 0) return
-    // as stored by the memory persistence (new Packet drops the wire-only fields)
-    const stored = new Packet(packet)
-    const value = encodePacket(stored)
-    const ops: BatchOp[] = []
-    for (const sub of subs) {
-      const seq = this.#nextSeq++
-      this.#queue(sub.clientId).add(seq, metaOf(stored))
-      ops.push({ type: 'put', key: outKey(sub.clientId, seq), value })
-    }
-    await this.#commit(ops)
+    await this.#queues.enqueue(subs, packet)
   }
 
   async outgoingUpdate(client: PersistenceClient, packet: PersistencePacket): Promise<void> {
-    const queue = this.#outgoing.get(client.id)
-    const found = queue?.findForUpdate(packet)
-    if (!queue || !found) throw new Error('no such packet')
-    const { seq } = found
-    const meta = queue.metas.get(seq)!
-    if (found.sameBroker) {
-      // the packet got its messageId: only that is written, no read-modify-write of the packet
-      queue.update(seq, meta, { messageId: packet.messageId, messageIdUpdated: true })
-      await this.#commit([{ type: 'put', key: outMessageIdKey(client.id, seq), value: encodeMessageId(packet.messageId) }])
-      return
-    }
-    // another packet with this messageId takes the entry's place (e.g. the PUBREL after PUBREC)
-    const ops: BatchOp[] = [{ type: 'put', key: outKey(client.id, seq), value: encodePacket(packet) }]
-    if (meta.messageIdUpdated) ops.push({ type: 'del', key: outMessageIdKey(client.id, seq) })
-    queue.update(seq, meta, metaOf(packet as StoredPacket))
-    await this.#commit(ops)
+    await this.#queues.update(client.id, packet)
   }
 
   async outgoingClearMessageId(client: PersistenceClient, packet: PersistencePacket): Promise<StoredPacket | undefined> {
-    const clientId = client.id
-    const queue = this.#outgoing.get(clientId)
-    const seq = queue?.findByMessageId(messageIdOf(packet))
-    if (!queue || seq === undefined) return undefined
-    const meta = queue.delete(seq)!
-    if (queue.metas.size === 0) this.#outgoing.delete(clientId)
-    // The entry is gone from memory, so nothing else reads or writes its key from here: read
-    // the packet (uncommitted write first), then delete it.
-    const k = outKey(clientId, seq)
-    const value = this.#pending.get(k.toString('latin1'))?.value ?? (await this.#store.get(k))
-    const ops: BatchOp[] = [{ type: 'del', key: k }]
-    if (meta.messageIdUpdated) ops.push({ type: 'del', key: outMessageIdKey(clientId, seq) })
-    await this.#commit(ops)
-    return value ? withMeta(decodePacket(value) as StoredPacket, meta) : undefined
+    return this.#queues.clearMessageId(client.id, packet)
   }
 
   outgoingStream(client: PersistenceClient): Readable {
-    return Readable.from(this.#streamOutgoing(client.id))
-  }
-
-  /**
-   * Yields the client's queue as it was when called (entries cleared since are skipped), reading
-   * the packets from RocksDB in chunks, or from the overlay where a write is not committed yet.
-   */
-  async *#streamOutgoing(clientId: string): AsyncGenerator<StoredPacket> {
-    const queue = this.#outgoing.get(clientId)
-    if (!queue) return
-    const seqs = [...queue.metas.keys()]
-    for (let i = 0; i < seqs.length; i += STREAM_CHUNK) {
-      const chunk = seqs.slice(i, i + STREAM_CHUNK)
-      const keys = chunk.map((seq) => outKey(clientId, seq))
-      // taken before the scan: a write committed while it runs is in the scan or in this
-      const pendingBefore = keys.map((k) => this.#pending.get(k.toString('latin1'))?.value)
-      const scanned = new Map<number, Buffer>()
-      for await (const [k, v] of this.#store.scan({ gte: keys[0], lte: keys[keys.length - 1] })) {
-        scanned.set(Number(trailingU64(k)), v)
-      }
-      for (let j = 0; j < chunk.length; j++) {
-        const seq = chunk[j]!
-        const meta = this.#outgoing.get(clientId)?.metas.get(seq)
-        if (!meta) continue
-        const value = this.#pending.get(keys[j]!.toString('latin1'))?.value ?? pendingBefore[j] ?? scanned.get(seq)
-        if (value) yield withMeta(decodePacket(value) as StoredPacket, meta)
-      }
-    }
+    return Readable.from(this.#queues.stream(client.id))
   }
 
   // --- incoming QoS 2 ---
@@ -442,51 +338,13 @@ export class RocksPersistence {
     this.#subscriptions.clear()
     this.#incoming.clear()
     this.#wills.clear()
-    this.#outgoing.clear()
+    this.#queues.clear()
   }
 
-  // --- internals ---
-
-  #queue(clientId: string): OutQueue {
-    let queue = this.#outgoing.get(clientId)
-    if (!queue) {
-      queue = new OutQueue()
-      this.#outgoing.set(clientId, queue)
-    }
-    return queue
-  }
-
-  /**
-   * Commits `ops` through the store's group commit; resolves once durable. Outgoing packet
-   * writes stay visible in #pending until then. If the store fails, memory is ahead of RocksDB,
-   * but the Store then rejects every later write too (the gateway treats that as fatal).
-   */
+  /** Commits `ops` through the store's group commit; resolves once durable. */
   #commit(ops: BatchOp[]): Promise<void> {
-    if (ops.length === 0) return Promise.resolve()
-    const mine: Array<[string, PendingValue]> = []
-    for (const op of ops) {
-      if (op.key[0] === 0x6f /* 'o' */ && op.key[1] === 0x00) {
-        const entry: PendingValue = { value: op.type === 'put' ? (op.value ?? null) : null }
-        const k = op.key.toString('latin1')
-        this.#pending.set(k, entry)
-        mine.push([k, entry])
-      }
-    }
-    const done = this.#store.write(ops)
-    if (mine.length > 0) {
-      const release = (): void => {
-        for (const [k, entry] of mine) if (this.#pending.get(k) === entry) this.#pending.delete(k)
-      }
-      done.then(release, release)
-    }
-    return done
+    return ops.length === 0 ? Promise.resolve() : this.#store.write(ops)
   }
 }
 
 const NO_SUCH_INCOMING_PACKET = Object.freeze(new Error('no such packet'))
-
-/** A stored outgoing packet with the messageId outgoingUpdate gave it. */
-function withMeta(packet: StoredPacket, meta: OutMeta): StoredPacket {
-  if (meta.messageIdUpdated) packet.messageId = meta.messageId as number | undefined
-  return packet
-}
