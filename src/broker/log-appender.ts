@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import type { Log, RecordInput } from '../log/types.js'
 import type { PublishHooks } from './broker.js'
+import type { RouteConfig } from '../config.js'
 import type { Router } from './router.js'
 
 // The bridge from MQTT to the log: every publish whose topic matches a route is appended to the
@@ -48,26 +49,28 @@ export class LogAppender implements PublishHooks {
   ) {}
 
   admit(packet: PublishLike, clientId: string | null, duplicateQos2: boolean): void {
-    if (!this.routable(packet)) return
+    const routes = this.routesOf(packet)
+    if (routes.length === 0) return
     if (packet.qos === 2) {
       const id = qos2Id(clientId, packet.messageId)
       // aedes answers a duplicate with PUBREC and does not publish it again: nothing to append
       if (duplicateQos2 || this.admittedQos2.has(id)) return
       this.admittedQos2.set(id, packet)
     }
-    const appended = this.append(packet, clientId)
+    const appended = this.append(packet, clientId, routes)
     appended.catch(noop) // awaited (and reported) in published; a publish aedes drops must not crash us
     this.admitted.set(packet, appended)
   }
 
   async published(packet: PublishLike, clientId: string | null): Promise<void> {
-    if (!this.routable(packet)) return
     let appended = this.admitted.get(packet)
     if (appended) {
       this.admitted.delete(packet)
       if (packet.qos === 2) this.admittedQos2.delete(qos2Id(clientId, packet.messageId))
     } else {
-      appended = this.append(packet, clientId)
+      const routes = this.routesOf(packet)
+      if (routes.length === 0) return
+      appended = this.append(packet, clientId, routes)
     }
     if (packet.qos === 0) {
       // QoS 0 has no ack to hold back (errors are logged by append)
@@ -82,14 +85,13 @@ export class LogAppender implements PublishHooks {
     for (const id of this.admittedQos2.keys()) if (id.startsWith(prefix)) this.admittedQos2.delete(id)
   }
 
-  private routable(packet: PublishLike): boolean {
-    // $SYS/: the broker's own heartbeats and status, never log data
-    return !packet.topic.startsWith('$SYS/') && !replays.has(packet)
+  /** The routes of a publish; none for $SYS/ (the broker's own status) and for replays. */
+  private routesOf(packet: PublishLike): RouteConfig[] {
+    if (packet.topic.startsWith('$SYS/') || replays.has(packet)) return []
+    return this.router.match(packet.topic)
   }
 
-  private async append(packet: PublishLike, clientId: string | null): Promise<void> {
-    const routes = this.router.match(packet.topic)
-    if (routes.length === 0) return
+  private async append(packet: PublishLike, clientId: string | null, routes: RouteConfig[]): Promise<void> {
     const { topic, qos } = packet
     const value = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload ?? '')
     await Promise.all(
