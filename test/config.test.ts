@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { ConfigError, DEFAULTS, loadConfig } from '../src/config.js'
+import { ConfigError, DEFAULTS, loadConfig } from '../src/config/index.js'
 import { CLI, tempDataDir } from './helpers/gateway-process.js'
 
 describe('loadConfig', () => {
@@ -52,7 +52,7 @@ describe('loadConfig', () => {
   })
 
   it('accepts a non-loopback host when anonymous access is explicitly allowed', () => {
-    expect(loadConfig({ env: {}, flags: { host: '0.0.0.0', 'allow-anonymous': 'true' } })).toMatchObject({ host: '0.0.0.0', allowAnonymous: true })
+    expect(loadConfig({ env: {}, flags: { 'host': '0.0.0.0', 'allow-anonymous': 'true' } })).toMatchObject({ host: '0.0.0.0', allowAnonymous: true })
   })
 })
 
@@ -174,42 +174,63 @@ routes:
     ['streams:\n  a.b:\n    partitions: x\n', /invalid value for streams\["a\.b"\]\.partitions/],
     ['streams:\n  t:\n    retention: 7d\n', /invalid value for streams\.t\.retention .*: "7d"; expected a mapping/],
     ['streams:\n  t:\n    retention:\n      max_age: 7d\n', /unknown key "max_age" in streams\.t\.retention/],
-    ['streams:\n  t:\n    retention:\n      max-age: 7 days\n', /invalid value for streams\.t\.retention\.max-age in config file .*: "7 days"; expected a positive number of milliseconds or a duration such as 500ms, 30s, 15m, 12h, 7d, or null for no limit/],
+    [
+      'streams:\n  t:\n    retention:\n      max-age: 7 days\n',
+      /invalid value for streams\.t\.retention\.max-age in config file .*: "7 days"; expected a positive number of milliseconds or a duration such as 500ms, 30s, 15m, 12h, 7d, or null for no limit/
+    ],
     ['streams:\n  t:\n    retention:\n      max-age: 0\n', /streams\.t\.retention\.max-age .*: 0; expected a positive/],
     ['streams:\n  t:\n    retention:\n      max-age: -5\n', /streams\.t\.retention\.max-age .*: -5/],
-    ['streams:\n  t:\n    retention:\n      max-bytes: 1gb\n', /invalid value for streams\.t\.retention\.max-bytes .*: "1gb"; expected a positive number of bytes or a size such as 10kB/],
+    [
+      'streams:\n  t:\n    retention:\n      max-bytes: 1gb\n',
+      /invalid value for streams\.t\.retention\.max-bytes .*: "1gb"; expected a positive number of bytes or a size such as 10kB/
+    ],
     ['streams:\n  t:\n    retention:\n      max-bytes: 1.5\n', /streams\.t\.retention\.max-bytes .*: 1\.5/],
     ['streams:\n  t:\n    retention:\n      max-records: 10k\n', /invalid value for streams\.t\.retention\.max-records .*: "10k"; expected a positive integer/],
     // routes
     [`${STREAM}routes:\n  filter: a\n`, /invalid value for routes in config file .*: \{"filter":"a"\}; expected a list of routes/],
     [`${STREAM}routes:\n  - a/b\n`, /invalid value for routes\[0\] in config file .*: "a\/b"; expected a mapping with filter, stream/],
-    [`${STREAM}routes:\n  - filter: a\n    stream: telemetry\n    partition: 1\n`, /unknown key "partition" in routes\[0\] in config file .*; known keys: filter, stream, key/],
+    [
+      `${STREAM}routes:\n  - filter: a\n    stream: telemetry\n    partition: 1\n`,
+      /unknown key "partition" in routes\[0\] in config file .*; known keys: filter, stream, key/
+    ],
     [`${STREAM}routes:\n  - stream: telemetry\n`, /invalid value for routes\[0\]\.filter in config file .*: undefined; expected an MQTT topic filter/],
     [`${STREAM}routes:\n  - filter: ""\n    stream: telemetry\n`, /routes\[0\]\.filter .*: ""; expected an MQTT topic filter.*; it is empty/],
     [`${STREAM}routes:\n  - filter: a/#/b\n    stream: telemetry\n`, /routes\[0\]\.filter .*: "a\/#\/b"; .*'#' must be a whole level and the last one/],
     [`${STREAM}routes:\n  - filter: a/b#\n    stream: telemetry\n`, /routes\[0\]\.filter .*'#' must be a whole level/],
     [`${STREAM}routes:\n  - filter: a/b+/c\n    stream: telemetry\n`, /routes\[0\]\.filter .*'\+' must be a whole level/],
     [`${STREAM}routes:\n  - filter: $SYS/#\n    stream: telemetry\n`, /routes\[0\]\.filter .*"\$SYS\/#"; expected a filter outside \$SYS\//],
-    [`${STREAM}routes:\n  - filter: a/#\n    stream: telemetry\n  - filter: b/#\n    stream: telemtry\n`, /invalid value for routes\[1\]\.stream in config file .*: "telemtry"; expected one of the streams defined under streams \(telemetry\)/],
+    [
+      `${STREAM}routes:\n  - filter: a/#\n    stream: telemetry\n  - filter: b/#\n    stream: telemtry\n`,
+      /invalid value for routes\[1\]\.stream in config file .*: "telemtry"; expected one of the streams defined under streams \(telemetry\)/
+    ],
     ['routes:\n  - filter: a/#\n    stream: t\n', /routes\[0\]\.stream .*: "t"; expected a stream defined under streams \(none is defined\)/],
-    [`${STREAM}routes:\n  - filter: a/#\n    stream: telemetry\n  - filter: b/#\n    stream: telemetry\n    key: level:9\n`, /invalid value for routes\[1\]\.key in config file .*culex\.yaml: "level:9"; expected topic-level:N \(N >= 1, the N-th level of the topic\), client-id or none/],
+    [
+      `${STREAM}routes:\n  - filter: a/#\n    stream: telemetry\n  - filter: b/#\n    stream: telemetry\n    key: level:9\n`,
+      /invalid value for routes\[1\]\.key in config file .*culex\.yaml: "level:9"; expected topic-level:N \(N >= 1, the N-th level of the topic\), client-id or none/
+    ],
     [`${STREAM}routes:\n  - filter: a/#\n    stream: telemetry\n    key: topic-level:0\n`, /routes\[0\]\.key .*: "topic-level:0"/],
     [`${STREAM}routes:\n  - filter: a/#\n    stream: telemetry\n    key: 2\n`, /routes\[0\]\.key .*: 2; expected topic-level:N/],
-    [`${STREAM}routes:\n  - filter: devices/+\n    stream: telemetry\n    key: topic-level:3\n`, /routes\[0\]\.key .*: "topic-level:3"; expected a level the filter "devices\/\+" has \(1 to 2\), client-id or none/]
+    [
+      `${STREAM}routes:\n  - filter: devices/+\n    stream: telemetry\n    key: topic-level:3\n`,
+      /routes\[0\]\.key .*: "topic-level:3"; expected a level the filter "devices\/\+" has \(1 to 2\), client-id or none/
+    ]
   ])('refuses %j naming the path of the bad value', (yaml, message) => {
     expect(() => load(yaml)).toThrow(ConfigError)
     expect(() => load(yaml)).toThrow(message)
   })
 
   it('accepts topic-level beyond the filter when the filter ends with #', () => {
-    expect(load(`${STREAM}routes:\n  - filter: devices/#\n    stream: telemetry\n    key: topic-level:5\n`).routes[0]!.key).toEqual({ kind: 'topic-level', level: 5 })
+    expect(load(`${STREAM}routes:\n  - filter: devices/#\n    stream: telemetry\n    key: topic-level:5\n`).routes[0]!.key).toEqual({
+      kind: 'topic-level',
+      level: 5
+    })
   })
 
   it('are not taken from the environment or flags, and are known keys of the file', () => {
     expect(loadConfig({ env: { CULEX_STREAMS: 'x', CULEX_ROUTES: 'y' } })).toMatchObject({ streams: [], routes: [] })
     const file = join(tempDataDir('config'), 'culex.yaml')
     writeFileSync(file, 'stream:\n  t:\n')
-    expect(() => loadConfig({ env: {}, flags: { config: file } })).toThrow(/unknown key "stream" in config file .*known keys: .*admin-port, streams, routes/)
+    expect(() => loadConfig({ env: {}, flags: { config: file } })).toThrow(/unknown key "stream" in config file .*known keys: .*admin-port.*streams, routes/)
   })
 })
 
