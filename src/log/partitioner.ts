@@ -11,8 +11,7 @@ export function murmur2(data: Buffer): number {
   let h = (seed ^ length) | 0
   const length4 = length >> 2
   for (let i = 0; i < length4; i++) {
-    const i4 = i << 2
-    let k = (data[i4]! & 0xff) | ((data[i4 + 1]! & 0xff) << 8) | ((data[i4 + 2]! & 0xff) << 16) | ((data[i4 + 3]! & 0xff) << 24)
+    let k = data.readInt32LE(i << 2)
     k = Math.imul(k, m)
     k ^= k >>> r
     k = Math.imul(k, m)
@@ -22,13 +21,13 @@ export function murmur2(data: Buffer): number {
   const index = length4 << 2
   switch (length & 3) {
     case 3:
-      h ^= (data[index + 2]! & 0xff) << 16
+      h ^= (data[index + 2] ?? 0) << 16
     // falls through
     case 2:
-      h ^= (data[index + 1]! & 0xff) << 8
+      h ^= (data[index + 1] ?? 0) << 8
     // falls through
     case 1:
-      h ^= data[index]! & 0xff
+      h ^= data[index] ?? 0
       h = Math.imul(h, m)
   }
   h ^= h >>> 13

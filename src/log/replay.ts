@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { isDollarTopic, topicNameProblem } from '../mqtt/topics.js'
 import { LogError, type Log, type LogRecord, type OffsetSpec } from './types.js'
 
 // Replay: republishes a stream's historic records to MQTT under a topic prefix, so a dashboard
@@ -40,10 +41,12 @@ interface Cursor {
 const CHUNK = 512
 const FINISHED_JOBS_KEPT = 100
 
+/** Why a replay prefix cannot start MQTT topic names, or null. */
 export function validateTopicPrefix(prefix: string): string | null {
   if (prefix.length === 0) return 'topicPrefix must not be empty (replayed messages would look like live ones)'
-  if (/[+#\u0000]/.test(prefix)) return 'topicPrefix must not contain +, # or U+0000'
-  if (prefix.startsWith('$')) return 'topicPrefix must not start with $'
+  const problem = topicNameProblem(prefix)
+  if (problem) return `topicPrefix must be the start of a valid MQTT topic name: ${problem}`
+  if (isDollarTopic(prefix)) return "topicPrefix must not start with $ (topics starting with $ are the broker's)"
   return null
 }
 
@@ -59,12 +62,13 @@ export class ReplayJobs {
   async start(request: ReplayRequest): Promise<ReplayStatus> {
     const problem = validateTopicPrefix(request.topicPrefix)
     if (problem) throw new LogError('INVALID_ARGUMENT', problem, { field: 'topicPrefix' })
-    const info = this.log.describeStream(request.stream)
+    const info = await this.log.describeStream(request.stream)
     const partitions = request.partitions ?? info.partitions.map((p) => p.partition)
     const cursors: Cursor[] = []
     for (const partition of partitions) {
       const from = await this.log.resolveOffset(request.stream, partition, request.from)
-      const to = request.to === undefined ? info.partitions[partition]!.endOffset : await this.endOffset(request.stream, partition, request.to)
+      const end = info.partitions[partition]?.endOffset ?? 0
+      const to = request.to === undefined ? end : await this.endOffset(request.stream, partition, request.to)
       if (to > from) cursors.push({ partition, next: from, end: to, buffer: [] })
     }
     const status: ReplayStatus = {
@@ -106,8 +110,8 @@ export class ReplayJobs {
   private async endOffset(stream: string, partition: number, to: OffsetSpec): Promise<number> {
     // an offset end may lie beyond the records; clamp it instead of refusing
     if (typeof to === 'object' && 'offset' in to) {
-      const info = this.log.describeStream(stream).partitions[partition]!
-      return Math.max(info.startOffset, Math.min(to.offset, info.endOffset))
+      const [start, end] = await Promise.all([this.log.resolveOffset(stream, partition, 'earliest'), this.log.resolveOffset(stream, partition, 'latest')])
+      return Math.max(start, Math.min(to.offset, end))
     }
     return this.log.resolveOffset(stream, partition, to)
   }
@@ -120,12 +124,11 @@ export class ReplayJobs {
           status.state = 'cancelled'
           break
         }
-        const cursor = await this.earliest(request.stream, cursors)
-        if (!cursor) {
+        const record = (await this.earliest(request.stream, cursors))?.buffer.shift()
+        if (!record) {
           status.state = 'done'
           break
         }
-        const record = cursor.buffer.shift()!
         await this.publish({
           topic: request.topicPrefix + (record.topic ?? request.stream),
           payload: record.value,
@@ -142,13 +145,13 @@ export class ReplayJobs {
 
   /** The cursor whose next record is the oldest (ties: lower partition), refilling buffers. */
   private async earliest(stream: string, cursors: Cursor[]): Promise<Cursor | undefined> {
-    let best: Cursor | undefined
+    let best: { cursor: Cursor; timestamp: number } | undefined
     for (const c of cursors) {
       if (c.buffer.length === 0 && c.next < c.end) await this.refill(stream, c)
       const head = c.buffer[0]
-      if (head && (!best || head.timestamp < best.buffer[0]!.timestamp)) best = c
+      if (head && (!best || head.timestamp < best.timestamp)) best = { cursor: c, timestamp: head.timestamp }
     }
-    return best
+    return best?.cursor
   }
 
   private async refill(stream: string, c: Cursor): Promise<void> {

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { GroupCoordinator, GroupError } from '../../src/log/groups.js'
-import { RocksLog } from '../../src/log/rocks-log.js'
+import { GroupCoordinator } from '../../src/log/groups/coordinator.js'
+import { GroupError } from '../../src/log/groups/types.js'
+import { RocksLog } from '../../src/log/rocks/rocks-log.js'
 import type { LogRecord } from '../../src/log/types.js'
 import { Store } from '../../src/store/store.js'
 import { tempDataDir } from '../helpers/gateway-process.js'
@@ -16,13 +17,20 @@ async function setup(partitions = 4): Promise<{ log: RocksLog; groups: GroupCoor
   const store = await Store.open({ dataDir: tempDataDir('groups'), durability: 'fsync' })
   const log = await RocksLog.open(store, [stream('s', partitions)], { retentionIntervalMs: 0 })
   const clock = { now: Date.now() }
-  const groups = new GroupCoordinator(log, () => clock.now, 60_000)
-  cleanups.push(() => store.close(), () => log.close(), () => groups.close())
+  const groups = new GroupCoordinator(log, { now: () => clock.now, sweepIntervalMs: 60_000 })
+  cleanups.push(
+    () => store.close(),
+    () => log.close(),
+    () => groups.close()
+  )
   return { log, groups, clock }
 }
 
 async function produce(log: RocksLog, count: number, keys = 8): Promise<void> {
-  await log.append('s', Array.from({ length: count }, (_, i) => ({ key: `dev-${i % keys}`, value: Buffer.from(String(i)) })))
+  await log.append(
+    's',
+    Array.from({ length: count }, (_, i) => ({ key: `dev-${i % keys}`, value: Buffer.from(String(i)) }))
+  )
 }
 
 const ids = (records: LogRecord[]): number[] => records.map((r) => Number(r.value.toString()))
@@ -30,8 +38,8 @@ const ids = (records: LogRecord[]): number[] => records.map((r) => Number(r.valu
 describe('consumer groups', () => {
   it('splits partitions between two members, one owner per partition', async () => {
     const { groups } = await setup(4)
-    const a = groups.join('g', { streams: ['s'] })
-    const b = groups.join('g', { streams: ['s'] })
+    const a = await groups.join('g', { streams: ['s'] })
+    const b = await groups.join('g', { streams: ['s'] })
     const aNow = groups.heartbeat('g', a.memberId)
     expect(aNow.generation).toBe(b.generation)
     const owned = [...aNow.assignments, ...b.assignments].map((x) => x.partition).sort()
@@ -40,11 +48,11 @@ describe('consumer groups', () => {
     expect(b.assignments.length).toBe(2)
   })
 
-  it('hands a timed-out member\'s partitions to the other, which resumes from the committed offsets with nothing lost', async () => {
+  it("hands a timed-out member's partitions to the other, which resumes from the committed offsets with nothing lost", async () => {
     const { log, groups, clock } = await setup(4)
     await produce(log, 200)
-    const a = groups.join('g', { streams: ['s'], sessionTimeoutMs: 2000 })
-    const b = groups.join('g', { streams: ['s'], sessionTimeoutMs: 2000 })
+    const a = await groups.join('g', { streams: ['s'], sessionTimeoutMs: 2000 })
+    const b = await groups.join('g', { streams: ['s'], sessionTimeoutMs: 2000 })
     const processed: number[] = []
 
     // A fetches everything it owns but commits only what it processed: the first half of each partition
@@ -59,7 +67,13 @@ describe('consumer groups', () => {
     // B consumes its own partitions completely
     const fb = await groups.fetch('g', b.memberId, { maxRecords: 1000, waitMs: 0 })
     processed.push(...ids(fb.records))
-    await groups.commit('g', b.memberId, b.assignments.map((as) => ({ stream: 's', partition: as.partition, offset: log.describeStream('s').partitions[as.partition]!.endOffset })))
+    await groups.commit(
+      'g',
+      b.memberId,
+      await Promise.all(
+        b.assignments.map(async (as) => ({ stream: 's', partition: as.partition, offset: await log.resolveOffset('s', as.partition, 'latest') }))
+      )
+    )
 
     // A stops heartbeating (killed); B keeps going
     clock.now += 1500
@@ -82,7 +96,7 @@ describe('consumer groups', () => {
   it('keeps per-key order within a group across fetches', async () => {
     const { log, groups } = await setup(4)
     await produce(log, 400, 5)
-    const m = groups.join('g', { streams: ['s'] })
+    const m = await groups.join('g', { streams: ['s'] })
     const seen = new Map<string, number[]>()
     for (let i = 0; i < 20; i++) {
       const { records } = await groups.fetch('g', m.memberId, { maxRecords: 37, waitMs: 0 })
@@ -94,15 +108,15 @@ describe('consumer groups', () => {
 
   it('refuses commits of partitions the member does not own', async () => {
     const { groups } = await setup(2)
-    const a = groups.join('g', { streams: ['s'] })
-    const b = groups.join('g', { streams: ['s'] })
+    const a = await groups.join('g', { streams: ['s'] })
+    const b = await groups.join('g', { streams: ['s'] })
     const notA = groups.heartbeat('g', b.memberId).assignments[0]!
     await expect(groups.commit('g', a.memberId, [{ ...notA, offset: 0 }])).rejects.toMatchObject({ code: 'NOT_ASSIGNED' })
   })
 
   it('long-poll returns as soon as a record is appended, and when the member is rebalanced', async () => {
     const { log, groups } = await setup(2)
-    const m = groups.join('g', { streams: ['s'] })
+    const m = await groups.join('g', { streams: ['s'] })
     const started = Date.now()
     const waiting = groups.fetch('g', m.memberId, { maxRecords: 10, waitMs: 10_000 })
     setTimeout(() => void log.append('s', [{ key: null, value: Buffer.from('x') }], 1), 100)
@@ -113,7 +127,7 @@ describe('consumer groups', () => {
     // a second member takes one of the two partitions: the waiting fetch returns with the new assignment
     const idle = groups.fetch('g', m.memberId, { maxRecords: 10, waitMs: 10_000 })
     const t = Date.now()
-    setTimeout(() => groups.join('g', { streams: ['s'] }), 100)
+    setTimeout(() => void groups.join('g', { streams: ['s'] }), 100)
     const r = await idle
     expect(Date.now() - t).toBeLessThan(3000)
     expect(r.records).toEqual([])
@@ -127,8 +141,16 @@ describe('consumer groups', () => {
 
   it('reports lag per partition and resets a group only when it has no members', async () => {
     const { log, groups } = await setup(2)
-    await log.append('s', [{ key: null, value: Buffer.from('a') }, { key: null, value: Buffer.from('b') }, { key: null, value: Buffer.from('c') }], 0)
-    const m = groups.join('g', { streams: ['s'] })
+    await log.append(
+      's',
+      [
+        { key: null, value: Buffer.from('a') },
+        { key: null, value: Buffer.from('b') },
+        { key: null, value: Buffer.from('c') }
+      ],
+      0
+    )
+    const m = await groups.join('g', { streams: ['s'] })
     await groups.commit('g', m.memberId, [{ stream: 's', partition: 0, offset: 1 }])
     const d = await groups.describe('g')
     expect(d.partitions.find((p) => p.partition === 0)).toMatchObject({ committed: 1, endOffset: 3, lag: 2, memberId: m.memberId })
@@ -140,12 +162,12 @@ describe('consumer groups', () => {
       { stream: 's', partition: 1, offset: 0 }
     ])
     expect((await groups.describe('g')).partitions.every((p) => p.lag === 0)).toBe(true)
-    expect(await groups.listGroups()).toEqual(['g'])
+    expect(await groups.list()).toEqual([{ group: 'g', state: 'empty', generation: 0, members: 0, lag: 0 }])
   })
 
   it('ends a waiting fetch when its member leaves, and restarts a rejoining member from its commits', async () => {
     const { log, groups } = await setup(1)
-    const m = groups.join('g', { streams: ['s'] })
+    const m = await groups.join('g', { streams: ['s'] })
     const waiting = groups.fetch('g', m.memberId, { maxRecords: 10, waitMs: 10_000 })
     const t = Date.now()
     setTimeout(() => groups.leave('g', m.memberId), 50)
@@ -153,21 +175,24 @@ describe('consumer groups', () => {
     expect(Date.now() - t).toBeLessThan(3000)
 
     await produce(log, 10)
-    const again = groups.join('g', { streams: ['s'] })
+    const again = await groups.join('g', { streams: ['s'] })
     const first = await groups.fetch('g', again.memberId, { maxRecords: 10, waitMs: 0 })
     expect(first.records.length).toBe(10)
     await groups.commit('g', again.memberId, [{ stream: 's', partition: 0, offset: 4 }])
     // the response was lost: the member rejoins with its id and gets everything after its commit again
-    groups.join('g', { streams: ['s'], memberId: again.memberId })
+    await groups.join('g', { streams: ['s'], memberId: again.memberId })
     const redelivered = await groups.fetch('g', again.memberId, { maxRecords: 10, waitMs: 0 })
     expect(ids(redelivered.records)).toEqual([4, 5, 6, 7, 8, 9])
   })
 
   it('validates join options with clear messages', async () => {
     const { groups } = await setup(1)
-    expect(() => groups.join('g', { streams: [] })).toThrow(/streams must name at least one stream/)
-    expect(() => groups.join('g', { streams: ['nope'] })).toThrow(/unknown stream "nope"/)
-    expect(() => groups.join('g', { streams: ['s'], sessionTimeoutMs: 10 })).toThrow(/sessionTimeoutMs must be an integer from 1000/)
-    expect(() => groups.join('bad group', { streams: ['s'] })).toThrow(/invalid group name/)
+    await expect(groups.join('g', { streams: [] })).rejects.toThrow(/streams must name at least one stream/)
+    await expect(groups.join('g', { streams: ['nope'] })).rejects.toThrow(/unknown stream "nope"/)
+    await expect(groups.join('g', { streams: ['s'], sessionTimeoutMs: 10 })).rejects.toThrow(/sessionTimeoutMs must be an integer from 1000/)
+    await expect(groups.join('bad group', { streams: ['s'] })).rejects.toThrow(/invalid group name/)
+    // a failed join leaves no group behind
+    await expect(groups.describe('g')).rejects.toMatchObject({ code: 'UNKNOWN_GROUP' })
+    expect(await groups.list()).toEqual([])
   })
 })

@@ -13,7 +13,6 @@ export class AppendWaiters {
   wait(partitions: string[], timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     return new Promise((resolve) => {
       if (signal?.aborted) return resolve(false)
-      let timer: NodeJS.Timeout | undefined
       const finish = (woken: boolean): void => {
         clearTimeout(timer)
         signal?.removeEventListener('abort', onAbort)
@@ -31,7 +30,7 @@ export class AppendWaiters {
         if (!set) this.waiting.set(p, (set = new Set()))
         set.add(wake)
       }
-      timer = setTimeout(() => finish(false), Math.max(0, timeoutMs))
+      const timer = setTimeout(() => finish(false), Math.max(0, timeoutMs))
       signal?.addEventListener('abort', onAbort, { once: true })
     })
   }

@@ -1,6 +1,6 @@
-import { key, prefixRange, trailingU64, u32, u64 } from '../store/keys.js'
+import { key, prefixRange, trailingU64, u32, u64 } from '../../store/keys.js'
 
-// Keys of the log in the shared RocksDB (DESIGN.md "Storage"). Partition and offset are fixed-width
+// Keys of the log in the shared RocksDB (docs/architecture.md, "Storage"). Partition and offset are fixed-width
 // big-endian, so a partition's records sort by offset and its time index by timestamp.
 
 export const recordKey = (stream: string, partition: number, offset: number): Buffer => key('l', stream, u32(partition), u64(offset))
@@ -29,10 +29,3 @@ export function parseCommitKey(k: Buffer): { group: string; stream: string; part
 
 export const u64Value = (n: number): Buffer => u64(n)
 export const readU64Value = (b: Buffer): number => Number(b.readBigUInt64BE(0))
-
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
-
-/** Stream and group names: what is safe in keys, URLs and metric labels. */
-export function isValidName(name: string): boolean {
-  return NAME.test(name)
-}

@@ -1,4 +1,4 @@
-import type { Headers } from './types.js'
+import type { Headers } from '../types.js'
 
 // Value of a log record key (l, stream, partition, offset). Stream, partition and offset live in
 // the key; the value is a compact binary layout so that replay decodes without JSON:

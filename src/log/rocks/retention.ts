@@ -1,7 +1,12 @@
-import type { Store } from '../store/store.js'
-import { offsetOf, readU64Value, recordKey, timeIndexRange } from './log-keys.js'
-import type { PartitionState } from './rocks-log.js'
-import type { Log, RetentionPolicy } from './types.js'
+import type { Store } from '../../store/store.js'
+import type { RetentionPolicy } from '../types.js'
+import { offsetOf, readU64Value, recordKey, timeIndexRange } from './keys.js'
+import type { PartitionState } from './partition-state.js'
+import { offsetForTime } from './time-index.js'
+
+// Retention of the embedded log: whole ranges from the head of a partition, by age, count or
+// bytes, whichever removes most, never past the committed end. A distributed backend applies its
+// own retention; this is a chore of the RocksDB backend, not part of the Log contract.
 
 export interface RetentionPlan {
   /** New first offset of the partition. */
@@ -12,12 +17,8 @@ export interface RetentionPlan {
   timeIndexDeletes: Buffer[]
 }
 
-/**
- * Works out how far the head of a partition moves under its retention policy (age, count, bytes),
- * as whole ranges from the head, never past the committed end. Returns null when nothing goes.
- */
+/** How far the head of a partition moves under its policy; null when nothing goes. */
 export async function planRetention(
-  log: Pick<Log, 'offsetForTime'>,
   store: Store,
   stream: string,
   partition: number,
@@ -28,7 +29,7 @@ export async function planRetention(
   const end = state.end
   let start = state.start
   if (policy.maxRecords !== null) start = Math.max(start, end - policy.maxRecords)
-  if (policy.maxAgeMs !== null) start = Math.max(start, await log.offsetForTime(stream, partition, now - policy.maxAgeMs))
+  if (policy.maxAgeMs !== null) start = Math.max(start, await offsetForTime(store, stream, partition, state, now - policy.maxAgeMs))
   start = Math.min(start, end)
 
   // Sum what goes; with a byte limit, keep moving the head until the rest fits.
@@ -52,4 +53,3 @@ export async function planRetention(
   }
   return { start, bytes, timeIndexDeletes }
 }
-

@@ -1,59 +1,31 @@
 import type { BatchOp } from '@nxtedition/rocksdb'
-import type { Store } from '../store/store.js'
-import { AppendWaiters } from './append-waiters.js'
-import {
-  commitKey,
-  commitRange,
-  isValidName,
-  offsetOf,
-  parseCommitKey,
-  partitionHeadKey,
-  readU64Value,
-  recordKey,
-  recordRange,
-  streamConfigKey,
-  streamConfigRange,
-  timeIndexKey,
-  timeIndexRange,
-  u64Value
-} from './log-keys.js'
-import { partitionForKey } from './partitioner.js'
-import { decodeRecord, encodeRecord, recordTimestamp } from './record-codec.js'
-import { planRetention } from './retention.js'
+import type { Store } from '../../store/store.js'
+import { MAX_PARTITIONS, NAME_RULE, isValidName } from '../names.js'
+import { partitionForKey } from '../partitioner.js'
 import {
   LogError,
+  outOfRange,
   type AppendResult,
   type Log,
   type LogRecord,
   type OffsetSpec,
-  type PartitionInfo,
+  type PartitionOffset,
   type ReadOptions,
   type RecordInput,
   type StreamConfig,
   type StreamInfo
-} from './types.js'
-
-/** A time-index entry is written at most this far apart in time, or in records, per partition. */
-const INDEX_INTERVAL_MS = 1000
-const INDEX_INTERVAL_RECORDS = 1024
-const MAX_PARTITIONS = 1024
+} from '../types.js'
+import { AppendWaiters } from './append-waiters.js'
+import { commitKey, commitRange, offsetOf, parseCommitKey, readU64Value, recordKey, streamConfigKey, streamConfigRange, u64Value } from './keys.js'
+import { headOp, loadPartition, type PartitionState } from './partition-state.js'
+import { decodeRecord, encodeRecord } from './record-codec.js'
+import { planRetention } from './retention.js'
+import { indexEntry, offsetForTime } from './time-index.js'
 
 export interface RocksLogOptions {
   /** How often retention runs in the background (ms); 0 = only when applyRetention is called. */
   retentionIntervalMs?: number
   onRetentionError?: (err: unknown) => void
-}
-
-export interface PartitionState {
-  start: number
-  /** Offset the next append gets (records below it may still be committing). */
-  next: number
-  /** End visible to readers: every record below it is committed (Kafka's high watermark). */
-  end: number
-  bytes: number
-  lastTimestamp: number
-  lastIndexedTimestamp: number
-  recordsSinceIndex: number
 }
 
 interface StreamState {
@@ -62,7 +34,7 @@ interface StreamState {
   roundRobin: number
 }
 
-/** The embedded log on the node's RocksDB (see DESIGN.md "Log semantics"). */
+/** The embedded log on the node's RocksDB: the default backend of the Log contract. */
 export class RocksLog implements Log {
   private readonly streams = new Map<string, StreamState>()
   private readonly commits = new Map<string, number>()
@@ -91,9 +63,7 @@ export class RocksLog implements Log {
   private async load(): Promise<void> {
     for await (const [, v] of this.store.scan(streamConfigRange())) {
       const config = JSON.parse(v.toString('utf8')) as StreamConfig
-      const partitions: PartitionState[] = []
-      for (let p = 0; p < config.partitions; p++) partitions.push(await this.loadPartition(config.name, p))
-      this.streams.set(config.name, { config, partitions, roundRobin: 0 })
+      this.streams.set(config.name, { config, partitions: await this.loadPartitions(config), roundRobin: 0 })
     }
     for await (const [k, v] of this.store.scan(commitRange())) {
       const { group, stream, partition } = parseCommitKey(k)
@@ -101,67 +71,46 @@ export class RocksLog implements Log {
     }
   }
 
-  private async loadPartition(stream: string, partition: number): Promise<PartitionState> {
-    const headValue = await this.store.get(partitionHeadKey(stream, partition))
-    const head = headValue ? (JSON.parse(headValue.toString('utf8')) as { start: number; bytes: number }) : { start: 0, bytes: 0 }
-    const state: PartitionState = {
-      start: head.start,
-      next: head.start,
-      end: head.start,
-      bytes: head.bytes,
-      lastTimestamp: 0,
-      lastIndexedTimestamp: 0,
-      recordsSinceIndex: 0
-    }
-    for await (const [k, v] of this.store.scan({ ...recordRange(stream, partition), reverse: true, limit: 1 })) {
-      state.next = state.end = offsetOf(k) + 1
-      state.lastTimestamp = recordTimestamp(v)
-    }
-    for await (const [k] of this.store.scan({ ...timeIndexRange(stream, partition), reverse: true, limit: 1 })) {
-      state.lastIndexedTimestamp = Number(k.readBigUInt64BE(k.length - 8))
-    }
-    return state
+  private async loadPartitions(config: StreamConfig): Promise<PartitionState[]> {
+    const partitions: PartitionState[] = []
+    for (let p = 0; p < config.partitions; p++) partitions.push(await loadPartition(this.store, config.name, p))
+    return partitions
   }
 
   async ensureStream(config: StreamConfig): Promise<StreamInfo> {
-    if (!isValidName(config.name)) {
-      throw new LogError('INVALID_ARGUMENT', `invalid stream name "${config.name}": use letters, digits, '.', '_' and '-' (at most 128)`)
-    }
+    if (!isValidName(config.name)) throw new LogError('INVALID_ARGUMENT', `invalid stream name "${config.name}": expected ${NAME_RULE}`)
     if (!Number.isInteger(config.partitions) || config.partitions < 1 || config.partitions > MAX_PARTITIONS) {
       throw new LogError('INVALID_ARGUMENT', `partitions must be an integer from 1 to ${MAX_PARTITIONS}`)
     }
     const existing = this.streams.get(config.name)
     if (existing && existing.config.partitions !== config.partitions) {
       // Changing the count would move keys to other partitions and break per-key order.
-      throw new LogError(
-        'STREAM_EXISTS',
-        `stream ${config.name} has ${existing.config.partitions} partitions; it cannot be changed to ${config.partitions}`,
-        { partitions: existing.config.partitions }
-      )
+      throw new LogError('STREAM_EXISTS', `stream ${config.name} has ${existing.config.partitions} partitions; it cannot be changed to ${config.partitions}`, {
+        partitions: existing.config.partitions
+      })
     }
     const stored: StreamConfig = { name: config.name, partitions: config.partitions, retention: { ...config.retention } }
     if (!existing || JSON.stringify(existing.config) !== JSON.stringify(stored)) {
       await this.store.write([{ type: 'put', key: streamConfigKey(config.name), value: Buffer.from(JSON.stringify(stored)) }])
     }
-    if (existing) {
-      existing.config = stored
-    } else {
-      const partitions: PartitionState[] = []
-      for (let p = 0; p < stored.partitions; p++) partitions.push(await this.loadPartition(stored.name, p))
-      this.streams.set(stored.name, { config: stored, partitions, roundRobin: 0 })
-    }
-    return this.describeStream(stored.name)
+    if (existing) existing.config = stored
+    else this.streams.set(stored.name, { config: stored, partitions: await this.loadPartitions(stored), roundRobin: 0 })
+    return this.info(stored.name)
   }
 
-  listStreams(): StreamInfo[] {
-    return [...this.streams.keys()].sort().map((name) => this.describeStream(name))
+  async listStreams(): Promise<StreamInfo[]> {
+    return [...this.streams.keys()].sort().map((name) => this.info(name))
   }
 
-  describeStream(name: string): StreamInfo {
+  async describeStream(name: string): Promise<StreamInfo> {
+    return this.info(name)
+  }
+
+  private info(name: string): StreamInfo {
     const s = this.stream(name)
     return {
       config: structuredClone(s.config),
-      partitions: s.partitions.map((p, partition): PartitionInfo => ({ partition, startOffset: p.start, endOffset: p.end, bytes: p.bytes }))
+      partitions: s.partitions.map((p, partition) => ({ partition, startOffset: p.start, endOffset: p.end, bytes: p.bytes }))
     }
   }
 
@@ -174,7 +123,7 @@ export class RocksLog implements Log {
     for (const input of records) {
       // Offsets and timestamps are taken synchronously, so appends keep call order.
       const p = partition ?? (input.key !== null ? partitionForKey(input.key, s.config.partitions) : s.roundRobin++ % s.config.partitions)
-      const state = s.partitions[p]!
+      const state = this.partition(s, p)
       const timestamp = Math.max(Date.now(), state.lastTimestamp)
       const offset = state.next++
       const value = encodeRecord({
@@ -190,19 +139,16 @@ export class RocksLog implements Log {
       ops.push({ type: 'put', key: k, value })
       state.bytes += k.length + value.length
       state.lastTimestamp = timestamp
-      if (++state.recordsSinceIndex >= INDEX_INTERVAL_RECORDS || timestamp - state.lastIndexedTimestamp >= INDEX_INTERVAL_MS) {
-        ops.push({ type: 'put', key: timeIndexKey(stream, p, timestamp), value: u64Value(offset) })
-        state.lastIndexedTimestamp = timestamp
-        state.recordsSinceIndex = 0
-      }
+      const entry = indexEntry(stream, p, state, offset, timestamp)
+      if (entry) ops.push(entry)
       touched.add(p)
       results.push({ partition: p, offset, timestamp })
     }
-    for (const p of touched) ops.push(this.headOp(stream, p, s.partitions[p]!))
+    for (const p of touched) ops.push(headOp(stream, p, this.partition(s, p)))
     await this.store.write(ops)
     // The writer commits in call order, so everything below these offsets is durable now.
     for (const r of results) {
-      const state = s.partitions[r.partition]!
+      const state = this.partition(s, r.partition)
       if (r.offset + 1 > state.end) state.end = r.offset + 1
     }
     for (const p of touched) this.waiters.notify(AppendWaiters.id(stream, p))
@@ -224,23 +170,12 @@ export class RocksLog implements Log {
       out.push({ stream, partition, offset: offsetOf(k), ...r })
     }
     // retention may have deleted the head while we read
-    if (out.length > 0 && out[0]!.offset !== offset) this.checkInRange(stream, partition, state, offset)
+    if (out.length > 0 && out[0]?.offset !== offset) this.checkInRange(stream, partition, state, offset)
     return out
   }
 
   async offsetForTime(stream: string, partition: number, ts: number): Promise<number> {
-    const state = this.partition(this.stream(stream), partition)
-    // the last index entry strictly before ts: every record before its offset is older than ts
-    let from = state.start
-    const range = timeIndexRange(stream, partition)
-    for await (const [, v] of this.store.scan({ gte: range.gte, lt: timeIndexKey(stream, partition, Math.max(0, ts)), reverse: true, limit: 1 })) {
-      from = Math.max(from, readU64Value(v))
-    }
-    const end = state.end
-    for await (const [k, v] of this.store.scan({ gte: recordKey(stream, partition, from), lt: recordKey(stream, partition, end) })) {
-      if (recordTimestamp(v) >= ts) return offsetOf(k)
-    }
-    return end
+    return offsetForTime(this.store, stream, partition, this.partition(this.stream(stream), partition), ts)
   }
 
   async resolveOffset(stream: string, partition: number, spec: OffsetSpec): Promise<number> {
@@ -254,14 +189,17 @@ export class RocksLog implements Log {
     return this.offsetForTime(stream, partition, spec.timestamp)
   }
 
-  waitForRecords(targets: Array<{ stream: string; partition: number; offset: number }>, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    for (const t of targets) {
-      if (this.partition(this.stream(t.stream), t.partition).end > t.offset) return Promise.resolve(true)
-    }
-    if (this.closed) return Promise.resolve(false)
-    return this.waiters.wait(targets.map((t) => AppendWaiters.id(t.stream, t.partition)), timeoutMs, signal)
+  async waitForRecords(targets: PartitionOffset[], timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    for (const t of targets) if (this.partition(this.stream(t.stream), t.partition).end > t.offset) return true
+    if (this.closed) return false
+    return this.waiters.wait(
+      targets.map((t) => AppendWaiters.id(t.stream, t.partition)),
+      timeoutMs,
+      signal
+    )
   }
 
+  /** Deletes whole ranges from the head of every partition, per each stream's retention; returns the records deleted. */
   applyRetention(now = Date.now()): Promise<number> {
     // one run at a time; a call during a run waits for that run
     this.retentionRunning ??= this.retain(now).finally(() => {
@@ -273,16 +211,15 @@ export class RocksLog implements Log {
   private async retain(now: number): Promise<number> {
     let deleted = 0
     for (const [name, s] of this.streams) {
-      for (let p = 0; p < s.partitions.length; p++) {
-        const state = s.partitions[p]!
-        const plan = await planRetention(this, this.store, name, p, state, s.config.retention, now)
+      for (const [p, state] of s.partitions.entries()) {
+        const plan = await planRetention(this.store, name, p, state, s.config.retention, now)
         if (!plan || this.closed) continue
         // the new head is durable before anything is deleted, so a crash never exposes a gap
         const oldStart = state.start
         state.start = plan.start
         state.bytes -= plan.bytes
-        await this.store.write([this.headOp(name, p, state), ...plan.timeIndexDeletes.map((key): BatchOp => ({ type: 'del', key }))])
-        await this.store.db.clear({ gte: recordKey(name, p, oldStart), lt: recordKey(name, p, plan.start) })
+        await this.store.write([headOp(name, p, state), ...plan.timeIndexDeletes.map((key): BatchOp => ({ type: 'del', key }))])
+        await this.store.deleteRange({ gte: recordKey(name, p, oldStart), lt: recordKey(name, p, plan.start) })
         deleted += plan.start - oldStart
       }
     }
@@ -293,13 +230,13 @@ export class RocksLog implements Log {
     return this.commits.get(commitId(group, stream, partition)) ?? null
   }
 
-  async commit(group: string, offsets: Array<{ stream: string; partition: number; offset: number }>): Promise<void> {
-    if (!isValidName(group)) throw new LogError('INVALID_ARGUMENT', `invalid group name "${group}"`)
+  async commit(group: string, offsets: PartitionOffset[]): Promise<void> {
+    if (!isValidName(group)) throw new LogError('INVALID_ARGUMENT', `invalid group name "${group}": expected ${NAME_RULE}`)
     const ops: BatchOp[] = []
     for (const { stream, partition, offset } of offsets) {
       const state = this.partition(this.stream(stream), partition)
       if (!Number.isInteger(offset) || offset < 0 || offset > state.end) {
-        throw new LogError('OFFSET_OUT_OF_RANGE', `cannot commit offset ${offset} for ${stream}/${partition}: end offset is ${state.end}`, {
+        throw new LogError('OFFSET_OUT_OF_RANGE', `cannot commit offset ${offset} for ${stream}/${partition}: the end offset is ${state.end}`, {
           earliest: state.start,
           latest: state.end
         })
@@ -310,7 +247,7 @@ export class RocksLog implements Log {
     for (const { stream, partition, offset } of offsets) this.commits.set(commitId(group, stream, partition), offset)
   }
 
-  async listCommitted(): Promise<Array<{ group: string; stream: string; partition: number; offset: number }>> {
+  async listCommitted(): Promise<Array<PartitionOffset & { group: string }>> {
     return [...this.commits].map(([id, offset]) => {
       const [group = '', stream = '', partition = '0'] = id.split('\u0000')
       return { group, stream, partition: Number(partition), offset }
@@ -341,17 +278,7 @@ export class RocksLog implements Log {
   }
 
   private checkInRange(stream: string, partition: number, state: PartitionState, offset: number): void {
-    if (!Number.isInteger(offset) || offset < state.start || offset > state.end) {
-      throw new LogError(
-        'OFFSET_OUT_OF_RANGE',
-        `offset ${offset} is out of range for ${stream}/${partition}: available offsets are ${state.start} to ${state.end}`,
-        { earliest: state.start, latest: state.end }
-      )
-    }
-  }
-
-  private headOp(stream: string, partition: number, state: PartitionState): BatchOp {
-    return { type: 'put', key: partitionHeadKey(stream, partition), value: Buffer.from(JSON.stringify({ start: state.start, bytes: state.bytes })) }
+    if (!Number.isInteger(offset) || offset < state.start || offset > state.end) throw outOfRange(stream, partition, offset, state.start, state.end)
   }
 }
 
