@@ -1,10 +1,10 @@
 import type { BatchOp } from '@nxtedition/rocksdb'
 import { Packet } from './aedes-persistence-deps.js'
-import { key, middlePart, prefixRange, trailingU64, u64 } from './keys.js'
+import { key, middlePart, prefixRange, trailingU64, u64 } from '../store/keys.js'
 import { OutQueue, metaOf, type OutMeta } from './outgoing-index.js'
 import { decodePacket, encodePacket } from './packet-codec.js'
 import type { PersistencePacket, StoredPacket } from './persistence-types.js'
-import type { Store } from './store.js'
+import type { Store } from '../store/store.js'
 
 // The offline queues of persistent sessions (aedes's outgoing* calls). Packets stay in RocksDB
 // (o, clientId, seq) and are read in chunks; memory holds per entry only the ids that
@@ -48,7 +48,7 @@ export class OfflineQueues {
     for await (const [k, v] of this.#store.scan(prefixRange('o'))) {
       const clientId = middlePart(k, SPACE_PREFIX_LENGTH, 8)
       const seq = Number(trailingU64(k))
-      this.#queue(clientId).add(seq, metaOf(decodePacket(v, false) as StoredPacket))
+      this.#queue(clientId).add(seq, metaOf(decodePacket(v, false)))
       if (seq >= this.#nextSeq) this.#nextSeq = seq + 1
     }
 
@@ -87,7 +87,8 @@ export class OfflineQueues {
     const found = queue?.findForUpdate(packet)
     if (!queue || !found) throw new Error('no such packet')
     const { seq } = found
-    const meta = queue.metas.get(seq)!
+    const meta = queue.metas.get(seq)
+    if (!meta) throw new Error('no such packet')
     if (found.sameBroker) {
       // the packet got its messageId: only that is written, no read-modify-write of the packet
       queue.update(seq, meta, { messageId: packet.messageId, messageIdUpdated: true })
@@ -106,7 +107,8 @@ export class OfflineQueues {
     const queue = this.#outgoing.get(clientId)
     const seq = queue?.findByMessageId(messageIdOf(packet))
     if (!queue || seq === undefined) return undefined
-    const meta = queue.delete(seq)!
+    const meta = queue.delete(seq)
+    if (!meta) return undefined
     if (queue.metas.size === 0) this.#outgoing.delete(clientId)
     // The entry is gone from memory, so nothing else reads or writes its key from here: read
     // the packet (uncommitted write first), then delete it.
@@ -115,7 +117,7 @@ export class OfflineQueues {
     const ops: BatchOp[] = [{ type: 'del', key: k }]
     if (meta.messageIdUpdated) ops.push({ type: 'del', key: outMessageIdKey(clientId, seq) })
     await this.#commit(ops)
-    return value ? withMeta(decodePacket(value) as StoredPacket, meta) : undefined
+    return value ? withMeta(decodePacket(value), meta) : undefined
   }
 
   /**
@@ -135,12 +137,11 @@ export class OfflineQueues {
       for await (const [k, v] of this.#store.scan({ gte: keys[0], lte: keys[keys.length - 1] })) {
         scanned.set(Number(trailingU64(k)), v)
       }
-      for (let j = 0; j < chunk.length; j++) {
-        const seq = chunk[j]!
+      for (const [j, seq] of chunk.entries()) {
         const meta = this.#outgoing.get(clientId)?.metas.get(seq)
         if (!meta) continue
-        const value = this.#pending.get(keys[j]!.toString('latin1'))?.value ?? pendingBefore[j] ?? scanned.get(seq)
-        if (value) yield withMeta(decodePacket(value) as StoredPacket, meta)
+        const value = this.#pending.get(outKey(clientId, seq).toString('latin1'))?.value ?? pendingBefore[j] ?? scanned.get(seq)
+        if (value) yield withMeta(decodePacket(value), meta)
       }
     }
   }

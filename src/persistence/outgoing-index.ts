@@ -2,7 +2,6 @@
 // messageId) to find an entry for outgoingUpdate / outgoingClearMessageId without reading RocksDB.
 import type { PersistencePacket, StoredPacket } from './persistence-types.js'
 
-
 export interface OutMeta {
   brokerId: unknown
   brokerCounter: unknown
@@ -48,12 +47,10 @@ export class OutQueue {
     // first entry of the same broker with the same counter...
     const sameBroker = minSeq(this.#byBroker.get(OutQueue.brokerKey(brokerId, brokerCounter)))
     // ...or first entry of another broker with the same messageId, whichever comes first
-    const otherBroker = minSeq(this.#byMessageId.get(messageId), (seq) => this.metas.get(seq)!.brokerId !== brokerId)
-    if (sameBroker === undefined && otherBroker === undefined) return undefined
-    if (otherBroker === undefined || (sameBroker !== undefined && sameBroker < otherBroker)) {
-      return { seq: sameBroker!, sameBroker: true }
-    }
-    return { seq: otherBroker, sameBroker: false }
+    const otherBroker = minSeq(this.#byMessageId.get(messageId), (seq) => this.metas.get(seq)?.brokerId !== brokerId)
+    if (sameBroker !== undefined && (otherBroker === undefined || sameBroker < otherBroker)) return { seq: sameBroker, sameBroker: true }
+    if (otherBroker !== undefined) return { seq: otherBroker, sameBroker: false }
+    return undefined
   }
 
   /** The first entry whose messageId is `messageId`. */

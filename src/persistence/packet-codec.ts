@@ -84,7 +84,7 @@ export function decodePacket(buf: Buffer, withPayload = true): StoredPacket {
   for (const [k, v] of Object.entries(packet)) {
     if (isMark(v, PAYLOAD_MARK)) {
       if (!withPayload) {
-        delete packet[k]
+        Reflect.deleteProperty(packet, k)
         continue
       }
       // a copy, so a long-lived packet does not pin the (possibly shared) buffer RocksDB returned

@@ -16,8 +16,8 @@
 import { Readable } from 'node:stream'
 import type { BatchOp } from '@nxtedition/rocksdb'
 import { decodePacket, encodePacket } from './packet-codec.js'
-import { key, middlePart, prefixRange, splitStringKey, trailingU16, u16 } from './keys.js'
-import type { Store } from './store.js'
+import { key, middlePart, prefixRange, splitStringKey, trailingU16, u16 } from '../store/keys.js'
+import type { Store } from '../store/store.js'
 
 import type {
   ClientSubscription,
@@ -29,7 +29,7 @@ import type {
   StoredPacket,
   TopicSubscription
 } from './persistence-types.js'
-import { TopicTree } from './topic-tree.js'
+import { TopicIndex } from '../mqtt/topic-index.js'
 import { BroadcastPersistence, Packet, QLOBBER_OPTIONS, QlobberTrue, type BroadcastLike } from './aedes-persistence-deps.js'
 import { SubscriptionIndex, decodeSubRecord, encodeSubRecord, subRecord } from './subscription-index.js'
 import { OfflineQueues } from './offline-queues.js'
@@ -62,7 +62,7 @@ export class RocksPersistence {
 
   // topic -> packet, plus the tree for wildcard filters
   #retained = new Map<string, StoredPacket>()
-  #retainedTree = new TopicTree()
+  #retainedTree = new TopicIndex()
   // clientId -> (filter -> record); QoS > 0 subscriptions also in the trie
   #subscriptions = new SubscriptionIndex()
   // clientId -> (messageId -> packet)
@@ -93,7 +93,7 @@ export class RocksPersistence {
 
     for await (const [k, v] of store.scan(prefixRange('r'))) {
       const topic = k.toString('utf8', SPACE_PREFIX_LENGTH)
-      this.#retained.set(topic, decodePacket(v) as StoredPacket)
+      this.#retained.set(topic, decodePacket(v))
       this.#retainedTree.add(topic)
     }
 
@@ -104,7 +104,7 @@ export class RocksPersistence {
     }
 
     for await (const [k, v] of store.scan(prefixRange('w'))) {
-      this.#wills.set(k.toString('utf8', SPACE_PREFIX_LENGTH), decodePacket(v) as StoredPacket)
+      this.#wills.set(k.toString('utf8', SPACE_PREFIX_LENGTH), decodePacket(v))
     }
 
     for await (const [k, v] of store.scan(prefixRange('i'))) {
@@ -114,7 +114,7 @@ export class RocksPersistence {
         packets = new Map()
         this.#incoming.set(clientId, packets)
       }
-      packets.set(trailingU16(k), decodePacket(v) as StoredPacket)
+      packets.set(trailingU16(k), decodePacket(v))
     }
 
     await this.#queues.load()
@@ -142,7 +142,7 @@ export class RocksPersistence {
     const topic = String(packet.topic)
     if (payloadLength(packet.payload) === 0) {
       if (!this.#retained.delete(topic)) return
-      this.#retainedTree.remove(topic)
+      this.#retainedTree.delete(topic)
       await this.#commit([{ type: 'del', key: key('r', topic) }])
       return
     }
@@ -270,8 +270,8 @@ export class RocksPersistence {
 
   async incomingDelPacket(client: PersistenceClient, packet: PersistencePacket): Promise<void> {
     const messageId = packet.messageId
-    if (!this.#incomingPacket(client.id, messageId) || !isU16(messageId)) throw new Error('no such packet')
-    const packets = this.#incoming.get(client.id)!
+    const packets = this.#incoming.get(client.id)
+    if (!packets || !isU16(messageId) || !packets.has(messageId)) throw new Error('no such packet')
     packets.delete(messageId)
     if (packets.size === 0) this.#incoming.delete(client.id)
     await this.#commit([{ type: 'del', key: incomingKey(client.id, messageId) }])
@@ -334,7 +334,7 @@ export class RocksPersistence {
     this.#destroyed = true
     if (this.#broadcast) await this.#broadcast.brokerUnsubscribe()
     this.#retained.clear()
-    this.#retainedTree = new TopicTree()
+    this.#retainedTree = new TopicIndex()
     this.#subscriptions.clear()
     this.#incoming.clear()
     this.#wills.clear()
@@ -347,4 +347,4 @@ export class RocksPersistence {
   }
 }
 
-const NO_SUCH_INCOMING_PACKET = Object.freeze(new Error('no such packet'))
+const NO_SUCH_INCOMING_PACKET: Error = new Error('no such packet')

@@ -1,4 +1,4 @@
-// Key spaces of the single RocksDB (see DESIGN.md "Storage").
+// Key spaces of the single RocksDB (docs/architecture.md, "Storage").
 // Parts are joined with 0x00: MQTT forbids U+0000 in client ids and topics [MQTT-1.5.3-2],
 // so a separator can never appear inside a part, and byte order groups each prefix together.
 // Numbers are fixed-width big-endian so that byte order is numeric order.
@@ -69,7 +69,8 @@ export function splitStringKey(k: Buffer): { space: string; parts: string[] } {
     }
   }
   pieces.push(k.toString('utf8', start))
-  return { space: pieces[0]!, parts: pieces.slice(1) }
+  const [space = '', ...parts] = pieces
+  return { space, parts }
 }
 
 /** The string part between a known prefix length and a trailing fixed-width number (plus its separator). */

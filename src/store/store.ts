@@ -19,7 +19,7 @@ export interface StoreOptions {
  */
 export class Store {
   private constructor(
-    readonly db: RocksLevel,
+    private readonly db: RocksLevel,
     readonly writer: GroupCommitWriter,
     readonly location: string
   ) {}
@@ -62,6 +62,19 @@ export class Store {
     }
   }
 
+  /**
+   * Deletes a key range at once, outside the group commit (retention: the range is already
+   * unreachable, its head having been moved durably first). Synchronous in this binding, so a very
+   * large range blocks the event loop while it runs.
+   */
+  async deleteRange(range: { gte: Buffer; lt: Buffer }): Promise<void> {
+    await this.db.clear(range)
+  }
+
+  get isOpen(): boolean {
+    return this.db.status === 'open'
+  }
+
   async close(): Promise<void> {
     await this.writer.flush()
     await this.db.close()
@@ -77,9 +90,7 @@ export class Store {
     const version = Number(current.toString())
     if (version !== SCHEMA_VERSION) {
       await this.db.close()
-      throw new Error(
-        `data dir ${this.location} has schema version ${version}; this Culex reads version ${SCHEMA_VERSION}`
-      )
+      throw new Error(`data dir ${this.location} has schema version ${version}; this Culex reads version ${SCHEMA_VERSION}`)
     }
   }
 }

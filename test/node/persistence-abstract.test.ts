@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Store } from '../../src/store/store.js'
-import { RocksPersistence } from '../../src/store/persistence.js'
+import { RocksPersistence } from '../../src/persistence/persistence.js'
 
 interface AbstractOptions {
   test: typeof test

@@ -8,8 +8,8 @@ import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Store } from '../../src/store/store.js'
-import { RocksPersistence, type PersistencePacket, type StoredPacket } from '../../src/store/persistence.js'
-import { decodePacket, encodePacket } from '../../src/store/packet-codec.js'
+import { RocksPersistence, type PersistencePacket, type StoredPacket } from '../../src/persistence/persistence.js'
+import { decodePacket, encodePacket } from '../../src/persistence/packet-codec.js'
 
 // --- helpers --------------------------------------------------------------------------------
 
@@ -77,7 +77,7 @@ function rng(seed: number): { int(n: number): number; pick<T>(items: readonly T[
 function canon(packet: unknown): unknown {
   if (packet === undefined || packet === null) return packet
   const out: Record<string, unknown> = {}
-  for (const k of Object.keys(packet as object).sort()) {
+  for (const k of Object.keys(packet).sort()) {
     const v = (packet as Record<string, unknown>)[k]
     if (typeof v === 'function') continue
     out[k] = v instanceof Uint8Array ? `<bytes ${Buffer.from(v).toString('hex')}>` : v === undefined ? '<undefined>' : v
@@ -134,7 +134,10 @@ describe('RocksPersistence restart recovery', () => {
       { topic: 'sensors/#', qos: 1, rh: 0, rap: true, nl: false, subscriptionIdentifier: 7 },
       { topic: 'noqos', qos: 0, rh: 1, rap: false, nl: true }
     ])
-    await p.addSubscriptions(c2, [{ topic: 'sensors/a/temp', qos: 2 }, { topic: 'gone', qos: 1 }])
+    await p.addSubscriptions(c2, [
+      { topic: 'sensors/a/temp', qos: 2 },
+      { topic: 'gone', qos: 1 }
+    ])
     await p.removeSubscriptions(c2, ['gone'])
 
     // outgoing queue of c1: five packets, messageIds given to some, one replaced by a PUBREL,
@@ -261,7 +264,10 @@ describe('RocksPersistence restart recovery', () => {
     for (const id of ids) {
       const client = { id }
       await p.storeRetained({ cmd: 'publish', topic: topicOf(id), payload: Buffer.from(id), qos: 1, retain: true })
-      await p.addSubscriptions(client, [{ topic: `${topicOf(id)}/#`, qos: 1, rh: 0, rap: false, nl: false }, { topic: '!/+', qos: 0 }])
+      await p.addSubscriptions(client, [
+        { topic: `${topicOf(id)}/#`, qos: 1, rh: 0, rap: false, nl: false },
+        { topic: '!/+', qos: 0 }
+      ])
       await p.outgoingEnqueue({ clientId: id }, { cmd: 'publish', topic: topicOf(id), payload: `payload ${id}`, qos: 1, brokerId: 'b', brokerCounter: 1 })
       await p.outgoingUpdate(client, { cmd: 'publish', topic: topicOf(id), qos: 1, brokerId: 'b', brokerCounter: 1, messageId: 7 })
       await p.incomingStorePacket(client, { cmd: 'publish', topic: topicOf(id), payload: Buffer.from('in'), qos: 2, messageId: 9 })
@@ -359,7 +365,7 @@ describe('RocksPersistence restart recovery', () => {
     const node = await Node.start()
     await node.persistence.destroy()
     await expect(node.persistence.destroy()).rejects.toThrow('destroyed called twice!')
-    expect(node.store.db.status).toBe('open')
+    expect(node.store.isOpen).toBe(true)
   })
 })
 
@@ -373,7 +379,7 @@ describe('packet codec', () => {
       payload: 'a string',
       messageId: undefined,
       qos: 1,
-      properties: { correlationData: Buffer.from([0, 1, 2]), userProperties: { '$b': 'not a buffer' } },
+      properties: { correlationData: Buffer.from([0, 1, 2]), userProperties: { $b: 'not a buffer' } },
       writeCallback: () => {}
     }
     const decoded = decodePacket(encodePacket(packet))
@@ -384,7 +390,7 @@ describe('packet codec', () => {
       payload: 'a string',
       messageId: undefined,
       qos: 1,
-      properties: { correlationData: Buffer.from([0, 1, 2]), userProperties: { '$b': 'not a buffer' } }
+      properties: { correlationData: Buffer.from([0, 1, 2]), userProperties: { $b: 'not a buffer' } }
     })
     const bytes = decodePacket(encodePacket({ payload: new Uint8Array([9, 8, 7]), topic: 'x' }))
     expect(bytes.payload).toStrictEqual(Buffer.from([9, 8, 7]))
@@ -398,7 +404,7 @@ describe('packet codec', () => {
 /** A filter is valid if '#' appears only as the whole last level (MQTT 4.7.1.2). */
 function isValidFilter(filter: string): boolean {
   const levels = filter.split('/')
-  return levels.every((l, i) => l === '#' ? i === levels.length - 1 : !l.includes('#'))
+  return levels.every((l, i) => (l === '#' ? i === levels.length - 1 : !l.includes('#')))
 }
 
 /** MQTT 3.1.1 section 4.7 topic matching, written plainly as the oracle. */
@@ -441,7 +447,10 @@ describe('same behaviour as the memory persistence', () => {
     const key = (p: { topic?: unknown; payload?: unknown }): string => `${String(p.topic)}=${String(p.payload)}`
     for (const pattern of patterns.filter(isValidFilter)) {
       const ours = (await collect(node.persistence.createRetainedStream(pattern))).map(key).sort()
-      const expected = [...retained.values()].filter((p) => mqttMatches(pattern, p.topic)).map(key).sort()
+      const expected = [...retained.values()]
+        .filter((p) => mqttMatches(pattern, p.topic))
+        .map(key)
+        .sort()
       expect(ours, pattern).toStrictEqual(expected)
     }
   })
@@ -478,7 +487,7 @@ describe('same behaviour as the memory persistence', () => {
           qos: r.pick([0, 1, 2]),
           retain: r.int(5) === 0,
           dup: false,
-          brokerId: r.pick(brokers) as string,
+          brokerId: r.pick(brokers),
           brokerCounter: r.int(3) === 0 ? r.int(5) : ++counter
         }
         if (r.int(3) === 0) packet.messageId = r.int(6)
@@ -495,14 +504,20 @@ describe('same behaviour as the memory persistence', () => {
                 topic: 'u',
                 payload: Buffer.from(`u${step}`),
                 qos: 1,
-                brokerId: r.pick(brokers) as string,
+                brokerId: r.pick(brokers),
                 brokerCounter: r.int(3) === 0 ? r.int(5) : r.int(counter + 1),
-                messageId: kind === 3 ? (undefined as unknown as number) : r.int(6)
+                messageId: kind === 3 ? undefined : r.int(6)
               }
         const packet = make()
         log.push(`update ${client.id} ${JSON.stringify(packet)}`)
-        const ours = await node.persistence.outgoingUpdate(client, { ...packet }).then(() => 'ok', (err: Error) => err.message)
-        const theirs = await memory.outgoingUpdate(client, { ...packet }).then(() => 'ok', (err: Error) => err.message)
+        const ours = await node.persistence.outgoingUpdate(client, { ...packet }).then(
+          () => 'ok',
+          (err: unknown) => (err as Error).message
+        )
+        const theirs = await memory.outgoingUpdate(client, { ...packet }).then(
+          () => 'ok',
+          (err: unknown) => (err as Error).message
+        )
         expect(ours, log.slice(-3).join(' | ')).toBe(theirs)
         if (ours !== 'ok') seen.missing++
         else if (packet.cmd === 'pubrel' || packet.brokerId === undefined) seen.replaced++

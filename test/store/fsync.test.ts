@@ -2,7 +2,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { CLI, tempDataDir } from '../helpers/gateway-process.js'
+import { CLI, FREE_PORTS, tempDataDir } from '../helpers/gateway-process.js'
 import { closeAll, connect } from '../helpers/mqtt.js'
 
 // These tests watch the real system calls with strace: "the ack waits for fsync" is checked
@@ -29,14 +29,38 @@ async function tracedGateway(durability: 'fsync' | 'none', dir: string): Promise
   const traceFile = join(dir, 'strace.txt')
   const child = spawn(
     'strace',
-    ['-f', '-xx', '-s', '64', '-e', 'trace=fdatasync,fsync,read,write,writev', '-o', traceFile,
-      process.execPath, CLI, 'start', '--data-dir', join(dir, 'data'), '--mqtt-port', '0', '--ws-port', 'off', '--durability', durability],
+    [
+      '-f',
+      '-xx',
+      '-s',
+      '64',
+      '-e',
+      'trace=fdatasync,fsync,read,write,writev',
+      '-o',
+      traceFile,
+      process.execPath,
+      CLI,
+      'start',
+      '--data-dir',
+      join(dir, 'data'),
+      ...FREE_PORTS,
+      '--ws-port',
+      'off',
+      '--durability',
+      durability
+    ],
     // its own process group, so SIGTERM reaches the gateway and not only strace
     { stdio: ['ignore', 'pipe', 'pipe'], detached: true }
   )
   let out = ''
+  let err = ''
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()))
   const mqttPort = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('traced gateway not ready: ' + out)), 30_000)
+    const timer = setTimeout(() => reject(new Error(`traced gateway not ready in 30 s; stdout: ${out}; stderr: ${err}`)), 30_000)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`traced gateway exited with ${code} before it was ready; stderr: ${err}`))
+    })
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString()
       const m = /"listener":"mqtt","host":"[^"]+","port":(\d+)/.exec(out)
@@ -65,26 +89,30 @@ describe('fsync before ack (strace)', () => {
   it.each([
     ['fsync', true],
     ['none', false]
-  ] as const)('with durability %s, fsync between a QoS 1 PUBLISH and its PUBACK: %s', async (durability, expectSync) => {
-    const gw = await tracedGateway(durability, tempDataDir(`strace-${durability}`))
-    const sub = await connect(`mqtt://127.0.0.1:${gw.mqttPort}`, { clientId: 'strace-sub', clean: false })
-    await sub.subscribeAsync('s/#', { qos: 1 })
-    await sub.endAsync()
-    const pub = await connect(`mqtt://127.0.0.1:${gw.mqttPort}`)
-    for (let i = 0; i < 5; i++) await pub.publishAsync(`s/${i}`, `m${i}`, { qos: 1, retain: true })
-    await closeAll(pub)
-    const trace = await gw.stop()
+  ] as const)(
+    'with durability %s, fsync between a QoS 1 PUBLISH and its PUBACK: %s',
+    async (durability, expectSync) => {
+      const gw = await tracedGateway(durability, tempDataDir(`strace-${durability}`))
+      const sub = await connect(`mqtt://127.0.0.1:${gw.mqttPort}`, { clientId: 'strace-sub', clean: false })
+      await sub.subscribeAsync('s/#', { qos: 1 })
+      await sub.endAsync()
+      const pub = await connect(`mqtt://127.0.0.1:${gw.mqttPort}`)
+      for (let i = 0; i < 5; i++) await pub.publishAsync(`s/${i}`, `m${i}`, { qos: 1, retain: true })
+      await closeAll(pub)
+      const trace = await gw.stop()
 
-    const lines = trace.lines
-    const publishes = lines.flatMap((l, i) => (isQos1PublishRead(l) ? [i] : []))
-    const pubacks = lines.flatMap((l, i) => (isPuback(l) ? [i] : []))
-    expect(publishes.length).toBeGreaterThanOrEqual(5)
-    expect(pubacks.length).toBe(publishes.length)
-    for (let k = 0; k < pubacks.length; k++) {
-      // only the JS thread's syncs count: RocksDB's background threads may sync on their own
-      const js = thread(lines[publishes[k]!]!)
-      const between = lines.slice(publishes[k], pubacks[k]).filter((l) => thread(l) === js)
-      expect(between.some(isSync), `sync between publish ${k} and its puback`).toBe(expectSync)
-    }
-  }, 60_000)
+      const lines = trace.lines
+      const publishes = lines.flatMap((l, i) => (isQos1PublishRead(l) ? [i] : []))
+      const pubacks = lines.flatMap((l, i) => (isPuback(l) ? [i] : []))
+      expect(publishes.length).toBeGreaterThanOrEqual(5)
+      expect(pubacks.length).toBe(publishes.length)
+      for (let k = 0; k < pubacks.length; k++) {
+        // only the JS thread's syncs count: RocksDB's background threads may sync on their own
+        const js = thread(lines[publishes[k]!]!)
+        const between = lines.slice(publishes[k], pubacks[k]).filter((l) => thread(l) === js)
+        expect(between.some(isSync), `sync between publish ${k} and its puback`).toBe(expectSync)
+      }
+    },
+    60_000
+  )
 })

@@ -13,9 +13,7 @@ describe('group commit', () => {
   it('shares one commit among the writes issued in one event-loop turn', async () => {
     store = await Store.open({ dataDir: tempDataDir('gc'), durability: 'fsync' })
     const before = store.writer.getStats().commits
-    const writes = Array.from({ length: 500 }, (_, i) =>
-      store!.write([{ type: 'put', key: key('m', 'test', u64(i)), value: Buffer.from(String(i)) }])
-    )
+    const writes = Array.from({ length: 500 }, (_, i) => store!.write([{ type: 'put', key: key('m', 'test', u64(i)), value: Buffer.from(String(i)) }]))
     await Promise.all(writes)
     const stats = store.writer.getStats()
     expect(stats.commits - before).toBe(1)
