@@ -1,15 +1,19 @@
 import type { Logger } from 'pino'
-import { isLoopback, type CulexConfig } from './config.js'
+import { anonymousAccess } from './auth/anonymous.js'
 import { createBroker, type Broker } from './broker/broker.js'
+import { HookChain } from './broker/hooks.js'
 import { startListeners, type Listener } from './broker/listeners.js'
-import { Store } from './store/store.js'
-import { LogAppender } from './broker/log-appender.js'
-import { Router } from './broker/router.js'
-import { startAdminServer, type AdminServer } from './admin/server.js'
-import { GroupCoordinator } from './log/groups.js'
+import { reservedTopics } from './broker/reserved-topics.js'
+import { anonymousAllowed, type CulexConfig } from './config/index.js'
+import { startHttpServer, type HttpServer } from './http/server.js'
+import { GroupCoordinator } from './log/groups/coordinator.js'
+import type { ConsumerGroups } from './log/groups/types.js'
 import { ReplayJobs } from './log/replay.js'
-import { RocksLog } from './log/rocks-log.js'
+import { RocksLog } from './log/rocks/rocks-log.js'
 import type { Log } from './log/types.js'
+import { LogAdmission } from './routing/log-admission.js'
+import { Router } from './routing/router.js'
+import { Store } from './store/store.js'
 
 export interface ListenerAddress {
   kind: Listener['kind'] | 'admin'
@@ -21,23 +25,30 @@ export interface ListenerAddress {
 interface Parts {
   store?: Store
   log?: Log
-  groups?: GroupCoordinator
+  groups?: ConsumerGroups
   broker?: Broker
   replays?: ReplayJobs
-  admin?: AdminServer
+  http?: HttpServer
   listeners?: Listener[]
 }
 
-type StartedParts = Required<Omit<Parts, 'admin'>> & Pick<Parts, 'admin'>
+type StartedParts = Required<Omit<Parts, 'http'>> & Pick<Parts, 'http'>
 
-/** The composition root: store -> log -> consumer groups -> broker -> admin API -> listeners; shutdown in reverse. */
+/**
+ * The broker's hook chain (src/broker/hooks.ts gives the stage order): who may connect, what
+ * may be published, and where publishes go besides MQTT subscribers.
+ */
+export function composeHooks(config: CulexConfig, log: Log, router: Router, logger: Logger): HookChain {
+  return new HookChain([anonymousAccess(anonymousAllowed(config)), reservedTopics, ...(router.size > 0 ? [new LogAdmission(router, log, logger)] : [])])
+}
+
+/** The composition root: store -> log -> consumer groups -> broker -> HTTP API -> listeners; shutdown in reverse. */
 export class Gateway {
   private stopping: Promise<void> | null = null
 
   private constructor(
     readonly config: CulexConfig,
     private readonly parts: StartedParts,
-    readonly router: Router,
     private readonly logger: Logger
   ) {}
 
@@ -66,26 +77,25 @@ export class Gateway {
         onRetentionError: (err) => logger.error({ err }, 'log retention failed')
       }))
       const groups = (parts.groups = new GroupCoordinator(log))
-      const router = new Router(config.routes)
+      const hooks = composeHooks(config, log, new Router(config.routes), logger)
       const broker = (parts.broker = await createBroker({
         store,
         logger,
-        allowAnonymous: config.allowAnonymous ?? isLoopback(config.host),
+        hooks,
         maxClientIdLength: config.maxClientIdLength,
-        brokerId: config.brokerId,
-        publishHooks: router.size > 0 ? new LogAppender(router, log, logger) : undefined
+        brokerId: config.brokerId
       }))
       const replays = (parts.replays = new ReplayJobs(log, broker.publishReplay))
       if (config.adminPort !== null) {
-        parts.admin = await startAdminServer({ log, groups, host: config.host, port: config.adminPort, logger, replay: replays })
+        parts.http = await startHttpServer({ log, groups, host: config.host, port: config.adminPort, logger, replay: replays })
       }
       const aedes = broker.aedes
       parts.listeners = await startListeners(config, (stream, request) => aedes.handle(stream, request))
-      const gateway = new Gateway(config, parts as StartedParts, router, logger)
+      const gateway = new Gateway(config, parts as StartedParts, logger)
       for (const a of gateway.addresses()) logger.info({ listener: a.kind, host: a.host, port: a.port }, 'listening')
       for (const s of config.streams) logger.info({ stream: s.name, partitions: s.partitions, retention: s.retention }, 'stream')
       for (const r of config.routes) logger.info({ filter: r.filter, stream: r.stream, key: r.key }, 'route')
-      logger.info({ dataDir: config.dataDir, durability: config.durability, brokerId: aedes.id }, 'ready')
+      logger.info({ dataDir: config.dataDir, durability: config.durability, brokerId: aedes.id, hooks: hooks.hooks.map((h) => h.name) }, 'ready')
       return gateway
     } catch (err) {
       await shutdown(parts)
@@ -95,7 +105,7 @@ export class Gateway {
 
   addresses(): ListenerAddress[] {
     const listeners: ListenerAddress[] = this.parts.listeners.map(({ kind, host, port }) => ({ kind, host, port }))
-    if (this.parts.admin) listeners.push({ kind: 'admin', host: this.config.host, port: this.parts.admin.port })
+    if (this.parts.http) listeners.push({ kind: 'admin', host: this.config.host, port: this.parts.http.port })
     return listeners
   }
 
@@ -115,7 +125,7 @@ async function shutdown(parts: Parts): Promise<void> {
   // open connections; held HTTP requests and replays end at once
   const listenersClosed = Promise.all((parts.listeners ?? []).map((l) => l.close()))
   parts.replays?.cancelAll()
-  await parts.admin?.close()
+  await parts.http?.close()
   await parts.broker?.close()
   await listenersClosed
   // no publish appends any more: the log goes before the store under it

@@ -1,6 +1,6 @@
 import { createRequire, register } from 'node:module'
 import { pathToFileURL } from 'node:url'
-import { PATCH_MARKER } from './qos1-ack-hook.js'
+import { ACK_ORDER_PATCH, HOOK_URL, PATCH_MARKER } from './qos1-ack-hook.js'
 
 let registered = false
 
@@ -11,7 +11,7 @@ let registered = false
  */
 export async function installAedesPatch(): Promise<void> {
   if (!registered) {
-    register('./qos1-ack-hook.js', import.meta.url)
+    register(HOOK_URL, { data: ACK_ORDER_PATCH })
     registered = true
   }
   // aedes's package exports hide lib/, so locate the handler next to the package's main module

@@ -1,94 +1,130 @@
-import type { Aedes, AedesOptions, AedesPublishPacket, AuthenticateError, Client, PublishPacket } from 'aedes'
+import type { Aedes, AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes'
 import type { Logger } from 'pino'
+import { RocksPersistence } from '../persistence/persistence.js'
 import type { Store } from '../store/store.js'
-import { RocksPersistence } from '../store/persistence.js'
 import { installAedesPatch } from './aedes-patch.js'
-import { markReplay } from './log-appender.js'
+import type { HookChain, PublishContext, PublishOrigin, RefusalCode } from './hooks.js'
+import { Qos2Admissions } from './qos2-admissions.js'
+
+// aedes wired to Culex: the RocksDB persistence, and the hook chain (hooks.ts) at aedes's
+// authenticate / authorizePublish / published points. Only this folder and src/persistence/
+// know aedes.
 
 export interface BrokerOptions {
   store: Store
   logger: Logger
-  allowAnonymous: boolean
+  hooks: HookChain
   maxClientIdLength: number
   brokerId: string | null
-  /** How publishes reach the log (see log-appender.ts). */
-  publishHooks?: PublishHooks
 }
-
-/**
- * The two points where a publish meets Culex. `admit` runs when a PUBLISH is authorized, in the
- * order packets arrive on a connection (aedes authorizes each packet synchronously as it parses
- * it), so work started there keeps the client's order even though aedes then processes the packets
- * of one read concurrently. `published` is aedes's published hook: it runs before the QoS 1 PUBACK
- * (ack-order patch) and the QoS 2 PUBREC, so what it awaits is durable before the ack.
- */
-export interface PublishHooks {
-  /** `duplicateQos2`: a QoS 2 PUBLISH whose id awaits PUBREL; aedes will not publish it again. */
-  admit(packet: PublishPacket, clientId: string | null, duplicateQos2: boolean): void
-  published(packet: AedesPublishPacket, clientId: string | null): Promise<void>
-  clientClosed(clientId: string): void
-}
-
-/** The client id of a publish: its connection's, or the one stored in a will of an earlier run. */
-function publisherId(packet: object, client: Client | null): string | null {
-  if (client) return client.id
-  const stored = (packet as { clientId?: unknown }).clientId
-  return typeof stored === 'string' ? stored : null
-}
-
-const SYS_PREFIX = '$SYS/'
 
 export interface Broker {
   aedes: Aedes
   persistence: RocksPersistence
-  /** Publishes a record replayed from the log; it is not appended to the log again. */
-  publishReplay(message: { topic: string; payload: Buffer; qos: 0 | 1 | 2 }): Promise<void>
-  close(): Promise<void>
+  /** Publishes a record replayed from the log (origin 'replay': not appended to the log again). */
+  publishReplay: (message: { topic: string; payload: Buffer; qos: 0 | 1 | 2 }) => Promise<void>
+  close: () => Promise<void>
 }
 
-const NOT_AUTHORIZED = 5
+function payloadOf(packet: { payload?: unknown }): Buffer {
+  const p = packet.payload
+  if (Buffer.isBuffer(p)) return p
+  if (p instanceof Uint8Array) return Buffer.from(p.buffer, p.byteOffset, p.byteLength)
+  return Buffer.from(typeof p === 'string' ? p : '')
+}
 
-/** Creates the aedes broker on the RocksDB persistence, with Culex's hooks and limits. */
+/** The owner of a stored will of an earlier run (aedes passes no client for those). */
+function storedClientId(packet: object): string | null {
+  const id = (packet as { clientId?: unknown }).clientId
+  return typeof id === 'string' ? id : null
+}
+
+function remoteAddress(client: Client): string | undefined {
+  const conn = client.conn as { remoteAddress?: string }
+  return conn.remoteAddress ?? client.req?.socket.remoteAddress
+}
+
+function context(packet: PublishPacket, clientId: string | null, origin: PublishOrigin, duplicate: boolean): PublishContext {
+  return { topic: packet.topic, payload: payloadOf(packet), qos: packet.qos, retain: packet.retain, messageId: packet.messageId, clientId, origin, duplicate }
+}
+
+/** CONNACK 3 (MQTT 3.1.1 §3.2.2.3): the check itself failed, so the client may try again later. */
+const SERVER_UNAVAILABLE = 3
+
+function authError(message: string, returnCode: RefusalCode | typeof SERVER_UNAVAILABLE): AuthenticateError {
+  // aedes types the code as a const enum of these same numbers (a const enum cannot be imported here)
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment, @typescript-eslint/no-unnecessary-type-assertion
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError
+}
+
+/** Creates the aedes broker on the RocksDB persistence, with the hook chain. */
 export async function createBroker(options: BrokerOptions): Promise<Broker> {
   await installAedesPatch()
   const { Aedes } = await import('aedes')
-  const { logger } = options
+  const { logger, hooks } = options
   const persistence = await RocksPersistence.open(options.store)
+  const qos2Admissions = new Qos2Admissions((clientId, messageId) => persistence.hasIncoming(clientId, messageId))
+  /** Contexts made at admission, handed to `published` (aedes passes the same packet object). */
+  const admitted = new WeakMap<object, PublishContext>()
+  /** Packets the broker publishes itself, by origin. */
+  const internal = new WeakMap<object, PublishOrigin>()
 
   const aedesOptions: AedesOptions = {
     persistence,
     maxClientsIdLength: options.maxClientIdLength,
-    authenticate(client, username, _password, done) {
-      if (options.allowAnonymous) return done(null, true)
-      // No credential store is configured yet, so nobody can authenticate (as mosquitto with
-      // allow_anonymous false and no password file).
-      const err = Object.assign(new Error('not authorized'), { returnCode: NOT_AUTHORIZED }) as AuthenticateError
-      logger.warn({ clientId: client.id, username }, 'connection refused: anonymous access is off')
-      done(err, false)
+    authenticate(client, username, password, done) {
+      const info = { clientId: client.id, username: username ?? undefined, password: password ?? undefined, remoteAddress: remoteAddress(client) }
+      hooks.authenticate(info).then(
+        (decision) => {
+          if (decision.allow) return void done(null, true)
+          logger.warn({ clientId: client.id, username, address: info.remoteAddress, reason: decision.reason }, 'connection refused')
+          done(authError(decision.reason, decision.returnCode), false)
+        },
+        (err: unknown) => {
+          logger.error({ err, clientId: client.id }, 'authentication failed')
+          done(authError('authentication failed', SERVER_UNAVAILABLE), false)
+        }
+      )
     },
     authorizePublish(client, packet, done) {
-      // as aedes's default: clients may not publish to $SYS
-      if (packet.topic.startsWith(SYS_PREFIX)) return done(new Error('$SYS topic is reserved'))
-      const hooks = options.publishHooks
-      if (hooks) {
-        const duplicateQos2 = packet.qos === 2 && client !== null && persistence.hasIncoming(client.id, packet.messageId)
-        hooks.admit(packet, publisherId(packet, client), duplicateQos2)
+      // a will: of a client closing now (its own will packet) or stored by an earlier run (no client)
+      const isWill = client === null || (client as { will?: unknown }).will === packet
+      const clientId = client?.id ?? storedClientId(packet)
+      const qos2Client = packet.qos === 2 && client !== null && !isWill && packet.messageId !== undefined ? client.id : null
+      const qos2 = qos2Client !== null ? qos2Admissions.admit(qos2Client, packet.messageId ?? 0) : undefined
+      const ctx = context(packet, clientId, isWill ? 'will' : 'client', qos2?.duplicate ?? false)
+      const refusal = hooks.admit(ctx)
+      if (refusal) {
+        if (qos2Client !== null && !ctx.duplicate) qos2Admissions.settled(qos2Client, packet.messageId ?? 0)
+        logger.debug({ clientId, topic: packet.topic, reason: refusal.reason }, 'publish refused')
+        return void done(new Error(refusal.reason))
       }
-      done(null)
+      admitted.set(packet, ctx)
+      if (qos2?.holdUntil) qos2.holdUntil.then(() => done(null), done)
+      else done(null)
     },
     published(packet, client, done) {
-      const hooks = options.publishHooks
-      if (!hooks) return done()
-      hooks.published(packet, publisherId(packet, client)).then(() => done(), done)
+      let ctx = admitted.get(packet)
+      if (ctx) {
+        admitted.delete(packet)
+        // stored awaiting PUBREL by now: a resend held at admission may go on (aedes finds it)
+        if (ctx.qos === 2 && ctx.origin === 'client' && !ctx.duplicate && ctx.clientId !== null && ctx.messageId !== undefined) {
+          qos2Admissions.settled(ctx.clientId, ctx.messageId)
+        }
+      }
+      if (!hooks.hasPublished) return void done()
+      // aedes passes no client for its own publishes, whatever its types say
+      ctx ??= context(packet, (client as Client | null)?.id ?? null, internal.get(packet) ?? 'broker', false)
+      hooks.published(ctx).then(() => done(), done)
     }
   }
   if (options.brokerId) aedesOptions.id = options.brokerId
   const aedes = await Aedes.createBroker(aedesOptions)
 
-  if (options.publishHooks) {
-    const hooks = options.publishHooks
-    aedes.on('clientDisconnect', (client) => hooks.clientClosed(client.id))
-  }
+  aedes.on('clientDisconnect', (client) => {
+    qos2Admissions.clientClosed(client.id)
+    hooks.clientClosed(client.id)
+  })
   aedes.on('clientError', (client, err) => logger.debug({ clientId: client.id, err: err.message }, 'client error'))
   aedes.on('connectionError', (client, err) => logger.debug({ clientId: client.id, err: err.message }, 'connection error'))
   aedes.on('error' as 'closed', (err?: unknown) => logger.error({ err }, 'broker error'))
@@ -99,7 +135,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     publishReplay: ({ topic, payload, qos }) =>
       new Promise<void>((resolve, reject) => {
         const packet: PublishPacket = { cmd: 'publish', topic, payload, qos, retain: false, dup: false }
-        markReplay(packet)
+        internal.set(packet, 'replay')
         aedes.publish(packet, (err) => (err ? reject(err) : resolve()))
       }),
     close: () =>

@@ -1,73 +1,67 @@
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { pino } from 'pino'
-import { afterEach, describe, expect, it } from 'vitest'
-import type { Broker } from '../../src/broker/broker.js'
-import type { Listener } from '../../src/broker/listeners.js'
-import { patchPublishHandler } from '../../src/broker/qos1-ack-hook.js'
-import { DEFAULTS } from '../../src/config.js'
-import type { Store } from '../../src/store/store.js'
-import { tempDataDir } from '../helpers/gateway-process.js'
+import { describe, expect, it } from 'vitest'
+import { HookChain } from '../../src/broker/hooks.js'
+import { ACK_ORDER_PATCH, HOOK_URL } from '../../src/broker/qos1-ack-hook.js'
+import { brokersClosedAfterEach } from '../helpers/broker.js'
 import { closeAll, connect } from '../helpers/mqtt.js'
 
 const require = createRequire(import.meta.url)
 
-// The running-broker test loads the compiled modules: the load hook runs in Node's loader
-// thread, which reads the compiled qos1-ack-hook.js next to the compiled aedes-patch.js.
-async function compiled<T>(path: string): Promise<T> {
-  return (await import(new URL(`../../dist/src/${path}`, import.meta.url).href)) as T
+interface HookModule {
+  initialize(data: typeof ACK_ORDER_PATCH): void
+  patch(source: string): string
+}
+
+/** The loader hook exactly as Node loads it (the data: URL), with the patch it is given. */
+async function hookModule(): Promise<HookModule> {
+  const hook = (await import(HOOK_URL)) as HookModule
+  hook.initialize(ACK_ORDER_PATCH)
+  return hook
 }
 
 describe('aedes QoS 1 ack order', () => {
-  it('rewrites the installed aedes handler to publish before PUBACK', () => {
+  it('pins aedes to the version the patch was written for', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { dependencies: Record<string, string> }
+    expect(pkg.dependencies.aedes).toBe('1.2.0')
+    const installed = JSON.parse(readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'package.json'), 'utf8')) as { version: string }
+    expect(installed.version).toBe('1.2.0')
+  })
+
+  it('rewrites the installed aedes handler to publish before PUBACK', async () => {
     const source = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/publish.js'), 'utf8')
-    const patched = patchPublishHandler(source)
+    const patched = (await hookModule()).patch(source)
     const qos1 = patched.slice(patched.indexOf('case 1:'), patched.indexOf('case 0:'))
     expect(qos1.indexOf('client.broker.publish')).toBeGreaterThan(-1)
     expect(qos1.indexOf('client.broker.publish')).toBeLessThan(qos1.indexOf('new PubAck'))
   })
 
-  it('refuses to patch an aedes whose handler changed shape', () => {
-    expect(() => patchPublishHandler('case 1: somethingElse()')).toThrow(/cannot be applied/)
+  it('refuses to patch an aedes whose handler changed shape', async () => {
+    await expect(hookModule().then((h) => h.patch('case 1: somethingElse()'))).rejects.toThrow(/cannot be applied/)
   })
 
-  describe('in a running broker', () => {
-    let store: Store | undefined
-    let broker: Broker | undefined
-    let listeners: Listener[] = []
-    afterEach(async () => {
-      await Promise.all(listeners.map((l) => l.close()))
-      await broker?.close()
-      await store?.close()
-    })
+  describe('in a running broker, imported from the TypeScript sources', () => {
+    const start = brokersClosedAfterEach()
 
     it('sends PUBACK and PUBREC only after the publish pipeline (retained, queues, hooks) finished', async () => {
-      const { createBroker } = await compiled<typeof import('../../src/broker/broker.js')>('broker/broker.js')
-      const { startListeners } = await compiled<typeof import('../../src/broker/listeners.js')>('broker/listeners.js')
-      const { Store } = await compiled<typeof import('../../src/store/store.js')>('store/store.js')
-      store = await Store.open({ dataDir: tempDataDir('ackorder'), durability: 'fsync' })
       const released: string[] = []
       let release: () => void = () => {}
       const gate = new Promise<void>((r) => (release = r))
-      broker = await createBroker({
-        store,
-        logger: pino({ level: 'silent' }),
-        allowAnonymous: true,
-        maxClientIdLength: 64,
-        brokerId: null,
-        publishHooks: {
-          admit: () => {},
-          clientClosed: () => {},
-          published: async (packet) => {
-            if (!packet.topic.startsWith('held/')) return
-            await gate
-            released.push(packet.topic)
+      const b = await start(
+        new HookChain([
+          { name: 'anyone', stage: 'authenticate', authenticate: () => ({ allow: true }) },
+          {
+            name: 'held',
+            stage: 'observe',
+            published: async (publish) => {
+              if (!publish.topic.startsWith('held/')) return
+              await gate
+              released.push(publish.topic)
+            }
           }
-        }
-      })
-      const aedes = broker.aedes
-      listeners = await startListeners({ ...DEFAULTS, mqttPort: 0, wsPort: null }, (s, r) => aedes.handle(s, r))
-      const client = await connect(`mqtt://127.0.0.1:${listeners[0]!.port}`)
+        ])
+      )
+      const client = await connect(b.url)
       try {
         const acked: string[] = []
         const q1 = client.publishAsync('held/q1', 'x', { qos: 1 }).then(() => acked.push('held/q1'))

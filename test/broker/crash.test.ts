@@ -21,10 +21,7 @@ describe('crash durability (kill -9 after the acks)', () => {
         publishers.flatMap((pub, p) =>
           Array.from({ length: count / publishers.length }, (_, j) => {
             const i = p * (count / publishers.length) + j
-            return [
-              pub.publishAsync(`retained/${i}`, `r${i}`, { qos: 1, retain: true }),
-              pub.publishAsync(`queue/${i}`, `q${i}`, { qos: 1 })
-            ]
+            return [pub.publishAsync(`retained/${i}`, `r${i}`, { qos: 1, retain: true }), pub.publishAsync(`queue/${i}`, `q${i}`, { qos: 1 })]
           }).flat()
         )
       )

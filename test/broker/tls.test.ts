@@ -11,10 +11,27 @@ beforeAll(async () => {
   const dir = tempDataDir('tls')
   const cert = join(dir, 'cert.pem')
   const key = join(dir, 'key.pem')
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1',
-    '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'
-  ], { stdio: 'ignore' })
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost'
+    ],
+    { stdio: 'ignore' }
+  )
   ca = readFileSync(cert)
   gw = await GatewayProcess.start(join(dir, 'data'), ['--tls-port', '0', '--wss-port', '0', '--tls-cert', cert, '--tls-key', key])
 })

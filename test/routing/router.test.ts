@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { Router, keyFor } from '../../src/broker/router.js'
-import type { RouteConfig, RouteKey } from '../../src/config.js'
+import { Router } from '../../src/routing/router.js'
+import { keyFor, type RouteConfig, type RouteKey } from '../../src/routing/routes.js'
 
 const none: RouteKey = { kind: 'none' }
 const route = (filter: string, stream: string, key: RouteKey = none): RouteConfig => ({ filter, stream, key })
@@ -8,38 +8,14 @@ const streamsOf = (router: Router, topic: string): string[] => router.match(topi
 const matches = (filter: string, topic: string): boolean => new Router([route(filter, 's')]).match(topic).length === 1
 
 describe('Router.match', () => {
+  // the full matching table is in test/mqtt/topics.test.ts; the router uses the same rules
   it.each([
     ['devices/+/telemetry', 'devices/d1/telemetry', true],
-    ['devices/+/telemetry', 'devices/d1/status', false],
-    ['devices/+/telemetry', 'devices/d1/telemetry/x', false],
-    ['devices/+/telemetry', 'devices/telemetry', false],
-    ['devices/d1/telemetry', 'devices/d1/telemetry', true],
-    ['devices/d1/telemetry', 'devices/d2/telemetry', false],
-    ['devices/d1', 'Devices/d1', false],
-    // '+' matches exactly one level, an empty one too [MQTT 4.7.1.3]
     ['a/+', 'a/', true],
-    ['+/b', '/b', true],
-    ['a/+/c', 'a//c', true],
-    ['a/+', 'a', false],
-    ['a/+', 'a/b/c', false],
-    ['+', 'a', true],
-    ['+', '/a', false],
-    // '#' matches its parent and everything below [MQTT-4.7.1-2]
     ['a/#', 'a', true],
-    ['a/#', 'a/', true],
-    ['a/#', 'a/b/c/d', true],
-    ['a/#', 'ab', false],
-    ['a/+/#', 'a/b', true],
-    ['#', 'a', true],
-    ['#', '/', true],
-    // wildcards in the first level do not match '$' topics [MQTT-4.7.2-1]
     ['#', '$SYS/broker/heartbeat', false],
     ['+/x', '$data/x', false],
-    ['+/#', '$data/x', false],
-    ['$data/#', '$data/x', true],
-    ['$data/+', '$data/x', true],
-    ['a/#', 'a/$x', true],
-    ['a/+', 'a/$x', true]
+    ['$data/#', '$data/x', true]
   ])('%s matches %s: %s', (filter, topic, expected) => {
     expect(matches(filter, topic)).toBe(expected)
   })
@@ -113,6 +89,5 @@ describe('keyFor', () => {
     expect(keyFor({ key: { kind: 'client-id' } }, 'a/b', 'sensor-7')).toBe('sensor-7')
     expect(keyFor({ key: { kind: 'client-id' } }, 'a/b', null)).toBeNull()
     expect(keyFor({ key: none }, 'a/b', 'sensor-7')).toBeNull()
-    expect(new Router([]).keyFor({ key: { kind: 'topic-level', level: 1 } }, 'a/b', null)).toBe('a')
   })
 })

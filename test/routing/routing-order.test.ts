@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { RocksLog } from '../../src/log/rocks-log.js'
+import { RocksLog } from '../../src/log/rocks/rocks-log.js'
 import { Store } from '../../src/store/store.js'
 import { GatewayProcess, tempDataDir } from '../helpers/gateway-process.js'
 import { closeAll, connect } from '../helpers/mqtt.js'
@@ -10,7 +10,7 @@ import { closeAll, connect } from '../helpers/mqtt.js'
 // socket read concurrently and a retained (or offline-queued) publish waits for its own fsync, yet
 // the log must hold the device's records in the order it published them (appends start at admission).
 describe('per-key order with mixed QoS and retain flags', () => {
-  it('appends a client\'s publishes in wire order', async () => {
+  it("appends a client's publishes in wire order", async () => {
     const dir = tempDataDir('routing-order')
     const config = join(dir, 'culex.yaml')
     writeFileSync(config, 'admin-port: 0\nstreams:\n  t:\n    partitions: 2\nroutes:\n  - filter: devices/+/#\n    stream: t\n    key: topic-level:2\n')
@@ -45,7 +45,7 @@ describe('per-key order with mixed QoS and retain flags', () => {
     const store = await Store.open({ dataDir, durability: 'fsync' })
     try {
       const log = await RocksLog.open(store, [], { retentionIntervalMs: 0 })
-      const info = log.describeStream('t')
+      const info = await log.describeStream('t')
       const records = []
       for (const p of info.partitions) records.push(...(await log.read('t', p.partition, p.startOffset, { limit: 10_000 })))
       expect(new Set(records.map((r) => r.partition)).size).toBe(1)

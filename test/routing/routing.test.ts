@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { RocksLog } from '../../src/log/rocks-log.js'
+import { RocksLog } from '../../src/log/rocks/rocks-log.js'
 import { partitionForKey } from '../../src/log/partitioner.js'
 import type { LogRecord } from '../../src/log/types.js'
 import { Store } from '../../src/store/store.js'
@@ -78,10 +78,10 @@ beforeAll(async () => {
   const store = await Store.open({ dataDir, durability: 'fsync' })
   try {
     const log = await RocksLog.open(store, [], { retentionIntervalMs: 0 })
-    for (const info of log.listStreams()) {
+    for (const info of await log.listStreams()) {
       const records: LogRecord[] = []
       for (const p of info.partitions) {
-        for (let offset = p.startOffset; offset < p.endOffset; ) {
+        for (let offset = p.startOffset; offset < p.endOffset;) {
           const chunk = await log.read(info.config.name, p.partition, offset, { limit: 1000 })
           records.push(...chunk)
           offset += chunk.length

@@ -1,0 +1,134 @@
+// The broker's hook chain: where every concern that acts on a connection or a publish plugs in
+// (authentication, ACLs, quotas, the log, metrics, delayed publish). The gateway composes the
+// chain; broker.ts wires it into aedes. Nothing here knows aedes: hooks see the neutral shapes
+// below, so they survive the move to aedes 2 / MQTT 5.
+//
+// For every PUBLISH the stages run in this order, written here and nowhere else:
+//
+//   authenticate (at CONNECT) -> authorize -> quota -> admit -> published -> ack
+//
+// - authenticate: the first hook with an opinion decides; with none, the client is refused.
+// - authorize, quota: synchronous, in the order packets arrive on a connection; the first
+//   refusal stops the publish (MQTT 3.1.1 has no negative PUBACK: the connection is closed).
+// - admit: synchronous, in wire order, only for publishes every earlier stage accepted. Work
+//   started here (the log append) keeps the client's order even though aedes then handles the
+//   packets of one socket read concurrently.
+// - published: after aedes stored the retained message and queued offline copies, before the
+//   QoS 1 PUBACK (ack-order patch) / QoS 2 PUBREC: everything awaited here is durable before the
+//   ack. Hooks run concurrently; a failure means no ack.
+// Within a stage, hooks run in the order the gateway lists them.
+
+export const STAGES = ['authenticate', 'authorize', 'quota', 'admit', 'observe'] as const
+export type Stage = (typeof STAGES)[number]
+
+/** What a client presents at CONNECT. */
+export interface ConnectInfo {
+  clientId: string
+  username: string | undefined
+  password: Buffer | undefined
+  /** The peer's address, when the transport has one. */
+  remoteAddress: string | undefined
+}
+
+/** CONNACK return codes a refusal may carry (MQTT 3.1.1 §3.2.2.3). */
+export type RefusalCode = 4 | 5
+
+export type AuthDecision = { allow: true } | { allow: false; returnCode: RefusalCode; reason: string }
+
+/** Where a publish came from: a client, a will, a replay of the log, or the broker itself ($SYS). */
+export type PublishOrigin = 'client' | 'will' | 'replay' | 'broker'
+
+/** A publish as hooks see it; the same object from authorize to published. */
+export interface PublishContext {
+  readonly topic: string
+  readonly payload: Buffer
+  readonly qos: 0 | 1 | 2
+  readonly retain: boolean
+  readonly messageId: number | undefined
+  /** The publishing client's id (for a will: its owner's), null for the broker's own. */
+  readonly clientId: string | null
+  readonly origin: PublishOrigin
+  /**
+   * A QoS 2 PUBLISH whose packet id already awaits PUBREL (or was admitted in the same read):
+   * aedes answers it with PUBREC and does not publish it again, so admitters skip it
+   * [MQTT-4.3.3-2].
+   */
+  readonly duplicate: boolean
+}
+
+export interface PublishRefusal {
+  reason: string
+}
+
+export interface BrokerHook {
+  readonly name: string
+  readonly stage: Stage
+  /** undefined: no opinion, ask the next hook. */
+  authenticate?: (connect: ConnectInfo) => Promise<AuthDecision | undefined> | AuthDecision | undefined
+  authorizePublish?: (publish: PublishContext) => PublishRefusal | undefined
+  admit?: (publish: PublishContext) => void
+  published?: (publish: PublishContext) => Promise<void> | void
+  clientClosed?: (clientId: string) => void
+}
+
+const NOBODY_DECIDED: AuthDecision = { allow: false, returnCode: 5, reason: 'no authenticator accepted the client' }
+
+/** The hooks in stage order, one array per method so the hot path skips what is not there. */
+export class HookChain {
+  readonly hooks: readonly BrokerHook[]
+  private readonly authenticators: BrokerHook[]
+  private readonly authorizers: BrokerHook[]
+  private readonly admitters: BrokerHook[]
+  private readonly publishedHooks: BrokerHook[]
+  private readonly closers: BrokerHook[]
+
+  constructor(hooks: readonly BrokerHook[]) {
+    const rank = (h: BrokerHook): number => STAGES.indexOf(h.stage)
+    // a stable sort: within a stage, the gateway's order
+    this.hooks = [...hooks].sort((a, b) => rank(a) - rank(b))
+    const names = new Set<string>()
+    for (const h of this.hooks) {
+      if (names.has(h.name)) throw new Error(`hook "${h.name}" is in the chain twice`)
+      names.add(h.name)
+      if (h.authenticate && h.stage !== 'authenticate') throw new Error(`hook "${h.name}": authenticate belongs to the authenticate stage`)
+      if (h.admit && h.stage !== 'admit') throw new Error(`hook "${h.name}": admit belongs to the admit stage`)
+    }
+    this.authenticators = this.hooks.filter((h) => h.authenticate)
+    this.authorizers = this.hooks.filter((h) => h.authorizePublish)
+    this.admitters = this.hooks.filter((h) => h.admit)
+    this.publishedHooks = this.hooks.filter((h) => h.published)
+    this.closers = this.hooks.filter((h) => h.clientClosed)
+  }
+
+  async authenticate(connect: ConnectInfo): Promise<AuthDecision> {
+    for (const h of this.authenticators) {
+      const decision = await h.authenticate?.(connect)
+      if (decision) return decision
+    }
+    return NOBODY_DECIDED
+  }
+
+  /** Runs authorize and quota, then admit if nothing refused; returns the refusal, if any. */
+  admit(publish: PublishContext): PublishRefusal | undefined {
+    for (const h of this.authorizers) {
+      const refusal = h.authorizePublish?.(publish)
+      if (refusal) return { reason: `${h.name}: ${refusal.reason}` }
+    }
+    for (const h of this.admitters) h.admit?.(publish)
+    return undefined
+  }
+
+  /** Whether any hook waits for published (if none, the broker acks without a promise). */
+  get hasPublished(): boolean {
+    return this.publishedHooks.length > 0
+  }
+
+  published(publish: PublishContext): Promise<void> {
+    if (this.publishedHooks.length === 1) return Promise.resolve(this.publishedHooks[0]?.published?.(publish))
+    return Promise.all(this.publishedHooks.map((h) => Promise.resolve(h.published?.(publish)))).then(() => undefined)
+  }
+
+  clientClosed(clientId: string): void {
+    for (const h of this.closers) h.clientClosed?.(clientId)
+  }
+}

@@ -1,0 +1,68 @@
+import type { Logger } from 'pino'
+import type { BrokerHook, PublishContext } from '../broker/hooks.js'
+import type { Log } from '../log/types.js'
+import type { Router } from './router.js'
+import { keyFor, type RouteConfig } from './routes.js'
+
+// The bridge from MQTT to the log: every publish whose topic matches a route is appended to the
+// route's stream. The append starts at admission, in the order packets arrive on a connection,
+// so offsets follow the client's publish order whatever the packet's QoS or retain flag (a
+// retained or offline-queued publish waits for its own writes before later steps). `published`,
+// which runs before the QoS 1 PUBACK / QoS 2 PUBREC, waits for that append: the ack follows the
+// record's commit, and a failed append means no ack. Publishes that were never admitted (the
+// broker's own) are appended in `published`; replays of the log are never appended again.
+
+const noop = (): void => {}
+
+export class LogAdmission implements BrokerHook {
+  readonly name = 'log'
+  readonly stage = 'admit'
+  /** Appends started at admission, awaited by `published`. */
+  private readonly appends = new WeakMap<PublishContext, Promise<void>>()
+
+  constructor(
+    private readonly router: Router,
+    private readonly log: Log,
+    private readonly logger: Logger
+  ) {}
+
+  readonly admit = (publish: PublishContext): void => {
+    // aedes answers a QoS 2 duplicate with PUBREC and does not publish it again: nothing to append
+    if (publish.duplicate) return
+    const routes = this.routesOf(publish)
+    if (routes.length === 0) return
+    const appended = this.append(publish, routes)
+    appended.catch(noop) // awaited (and reported) in published; a publish aedes drops must not crash us
+    this.appends.set(publish, appended)
+  }
+
+  readonly published = (publish: PublishContext): Promise<void> | void => {
+    let appended = this.appends.get(publish)
+    if (appended) {
+      this.appends.delete(publish)
+    } else {
+      const routes = this.routesOf(publish)
+      if (routes.length === 0) return
+      appended = this.append(publish, routes)
+    }
+    // QoS 0 has no ack to hold back (errors are logged by append)
+    if (publish.qos === 0) return void appended.catch(noop)
+    return appended
+  }
+
+  private routesOf(publish: PublishContext): RouteConfig[] {
+    return publish.origin === 'replay' ? [] : this.router.match(publish.topic)
+  }
+
+  private async append(publish: PublishContext, routes: RouteConfig[]): Promise<void> {
+    const { topic, qos, clientId, payload: value } = publish
+    await Promise.all(
+      routes.map((route) =>
+        this.log.append(route.stream, [{ key: keyFor(route, topic, clientId), value, topic, qos, clientId, headers: {} }]).then(noop, (err: unknown) => {
+          this.logger.error({ err, stream: route.stream, topic, clientId, qos }, 'log append failed')
+          throw err
+        })
+      )
+    )
+  }
+}
