@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-import { Command, Option } from 'commander'
-import { ConfigError, describeKeys, loadConfig, type ConfigKey } from './config.js'
-import { Gateway } from './gateway.js'
-import { createLogger } from './logger.js'
+import { readFileSync } from 'node:fs'
+import { Command, InvalidArgumentError, Option } from 'commander'
 import { replay } from './commands/replay.js'
 import { tail } from './commands/tail.js'
+import { ConfigError, describeKeys, loadConfig } from './config/index.js'
+import { Gateway } from './gateway.js'
+import { createLogger } from './logger.js'
 
 const EXIT_CONFIG = 2
 const EXIT_FAILURE = 1
@@ -14,7 +15,7 @@ function camel(key: string): string {
 }
 
 async function start(flags: Record<string, unknown>): Promise<void> {
-  const byKey: Partial<Record<ConfigKey | 'config', unknown>> = { config: flags.config }
+  const byKey: Record<string, unknown> = { config: flags.config }
   for (const { key } of describeKeys()) byKey[key] = flags[camel(key)]
   const config = loadConfig({ flags: byKey })
   const logger = createLogger(config.logLevel)
@@ -38,8 +39,30 @@ async function start(flags: Record<string, unknown>): Promise<void> {
   process.on('SIGTERM', onSignal)
 }
 
+/** The version in package.json (two levels up from dist/src/ and from src/). */
+function version(): string {
+  for (const path of ['../../package.json', '../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: string; version?: string }
+      if (pkg.name === 'culex' && pkg.version) return pkg.version
+    } catch {
+      // not at this level
+    }
+  }
+  return 'unknown'
+}
+
+/** A whole number >= min, for a flag; commander prints the message and exits 1. */
+function wholeNumber(flag: string, min: number): (raw: string) => number {
+  return (raw) => {
+    const n = Number(raw)
+    if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${flag} takes a whole number >= ${min}, not "${raw}"`)
+    return n
+  }
+}
+
 const program = new Command()
-program.name('culex').description('MQTT broker and durable partitioned log for IoT')
+program.name('culex').description('MQTT broker and durable partitioned log for IoT').version(version(), '-V, --version')
 
 const startCommand = program
   .command('start')
@@ -77,15 +100,26 @@ program
   .description('print the records of a stream as they arrive')
   .argument('<stream>', 'stream name')
   .option('--group <group>', 'consume as a member of this consumer group, committing what was printed')
-  .option('--from <position>', 'earliest, latest, an offset or an ISO 8601 time', 'latest')
+  .option('--from <position>', 'earliest, latest, an offset (with --partition) or an ISO 8601 time', 'latest')
+  .option('--partition <p...>', 'only these partitions (not with --group)', (v: string, acc: number[] | undefined) => [
+    ...(acc ?? []),
+    wholeNumber('--partition', 0)(v)
+  ])
   .option('--json', 'one JSON object per record', false)
-  .option('--max <n>', 'stop after n records', (v) => Number(v))
+  .option('--max <n>', 'stop after n records', wholeNumber('--max', 1))
   .addOption(new Option('--url <url>', 'the gateway API').env('CULEX_URL').default(DEFAULT_URL))
-  .action((stream: string, opts: { group?: string; from: string; json: boolean; max?: number; url: string }) =>
+  .action((stream: string, opts: { group?: string; from: string; partition?: number[]; json: boolean; max?: number; url: string }) =>
     client(async () => {
+      if (opts.group && opts.partition) throw new Error('--partition cannot be used with --group (the group assigns partitions)')
       const controller = new AbortController()
       process.once('SIGINT', () => controller.abort())
-      await tail(stream, opts, (line) => process.stdout.write(line + '\n'), controller.signal)
+      process.once('SIGTERM', () => controller.abort())
+      await tail(
+        stream,
+        { ...opts, partitions: opts.partition },
+        { record: (line) => process.stdout.write(line + '\n'), notice: (line) => process.stderr.write(line + '\n') },
+        controller.signal
+      )
     })
   )
 
@@ -95,8 +129,8 @@ program
   .argument('<stream>', 'stream name')
   .requiredOption('--from <position>', 'earliest, an offset or an ISO 8601 time')
   .option('--to <position>', 'end (exclusive): latest, an offset or an ISO 8601 time; default: the end now')
-  .option('--topic-prefix <prefix>', 'prepended to each record\'s MQTT topic', 'replay/')
-  .option('--partition <p...>', 'only these partitions', (v: string, acc: number[] = []) => [...acc, Number(v)])
+  .option('--topic-prefix <prefix>', "prepended to each record's MQTT topic", 'replay/')
+  .option('--partition <p...>', 'only these partitions', (v: string, acc: number[] | undefined) => [...(acc ?? []), wholeNumber('--partition', 0)(v)])
   .addOption(new Option('--url <url>', 'the gateway API').env('CULEX_URL').default(DEFAULT_URL))
   .action((stream: string, opts: { from: string; to?: string; topicPrefix: string; partition?: number[]; url: string }) =>
     client(async () => {

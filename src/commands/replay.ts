@@ -1,5 +1,6 @@
-import { SingleBar, Presets } from 'cli-progress'
-import { ApiClient, parsePosition } from './api-client.js'
+import { Presets, SingleBar } from 'cli-progress'
+import type { ReplayRequestBody, ReplayStatus } from '../http/wire.js'
+import { ApiClient, parsePosition, sleep } from './api-client.js'
 
 export interface ReplayCliOptions {
   url: string
@@ -9,20 +10,12 @@ export interface ReplayCliOptions {
   partitions?: number[]
 }
 
-interface ReplayStatus {
-  id: string
-  state: 'running' | 'done' | 'failed' | 'cancelled'
-  total: number
-  published: number
-  error: string | null
-}
-
 const POLL_MS = 200
 
 /** `culex replay`: starts a replay job on the gateway and follows it (a progress bar on a TTY). */
 export async function replay(stream: string, options: ReplayCliOptions, report: (line: string) => void): Promise<ReplayStatus> {
   const api = new ApiClient(options.url)
-  const body = {
+  const body: ReplayRequestBody = {
     from: parsePosition(options.from, '--from'),
     to: options.to === undefined ? undefined : parsePosition(options.to, '--to'),
     topicPrefix: options.topicPrefix,
@@ -32,11 +25,13 @@ export async function replay(stream: string, options: ReplayCliOptions, report: 
   const bar = process.stderr.isTTY ? new SingleBar({ format: 'replay [{bar}] {percentage}% {value}/{total} records' }, Presets.shades_classic) : null
   bar?.start(status.total, status.published)
   while (status.state === 'running') {
-    await new Promise((r) => setTimeout(r, POLL_MS))
+    await sleep(POLL_MS)
     status = await api.request<ReplayStatus>('GET', `/api/v1/replays/${status.id}`)
     bar?.update(status.published)
   }
   bar?.stop()
-  report(`replay ${status.state}: ${status.published} of ${status.total} records of ${stream} published under ${options.topicPrefix}${status.error ? `: ${status.error}` : ''}`)
+  report(
+    `replay ${status.state}: ${status.published} of ${status.total} records of ${stream} published under ${options.topicPrefix}${status.error ? `: ${status.error}` : ''}`
+  )
   return status
 }

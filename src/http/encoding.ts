@@ -1,28 +1,9 @@
-import type { Headers, LogRecord } from '../log/types.js'
+import type { LogRecord } from '../log/types.js'
 import { badField, type FieldLocation } from './errors.js'
+import type { ApiRecord, Encoding } from './wire.js'
 
 // Record values travel in JSON as base64 (the default: any bytes) or as UTF-8 text, as the client
 // asks with `encoding`. Keys, headers and topics are text already.
-
-export const ENCODINGS = ['base64', 'utf8'] as const
-export type Encoding = (typeof ENCODINGS)[number]
-
-/** A log record as the API returns it. */
-export interface ApiRecord {
-  stream: string
-  partition: number
-  offset: number
-  /** Append time, ms since the epoch. */
-  timestamp: number
-  key: string | null
-  /** The payload in the requested encoding. */
-  value: string
-  headers: Headers
-  /** MQTT topic it was published on; null for records produced over HTTP. */
-  topic: string | null
-  qos: 0 | 1 | 2
-  clientId: string | null
-}
 
 export function toApiRecord(r: LogRecord, encoding: Encoding): ApiRecord {
   return {

@@ -1,29 +1,13 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import { GroupError } from '../log/groups.js'
+import { GroupError } from '../log/groups/types.js'
 import { LogError } from '../log/types.js'
+import { ApiError, type ErrorBody } from './wire.js'
+
+export { ApiError, type ErrorBody }
 
 // One place that turns errors into HTTP answers. Every error body is JSON
 // `{ error: CODE, message, ...details }`; CODE is stable, message is for people.
-
-export interface ErrorBody {
-  error: string
-  message: string
-  [detail: string]: unknown
-}
-
-/** An error the API raises itself, with its status and code. */
-export class ApiError extends Error {
-  constructor(
-    readonly statusCode: number,
-    readonly code: string,
-    message: string,
-    readonly details: Record<string, unknown> = {}
-  ) {
-    super(message)
-    this.name = 'ApiError'
-  }
-}
 
 /** A 400 about one input field; `field` is a path such as `records[0].value`. */
 export type FieldLocation = 'body' | 'query' | 'path' | 'frame'
@@ -73,7 +57,7 @@ export interface ErrorResponse {
 export function toErrorResponse(err: unknown): ErrorResponse {
   if (err instanceof ApiError) return client(err.statusCode, err.code, err.message, err.details)
   if (err instanceof LogError) return client(LOG_STATUS[err.code], err.code, err.message, err.details)
-  if (err instanceof GroupError) return client(GROUP_STATUS[err.code], err.code, err.message, {})
+  if (err instanceof GroupError) return client(GROUP_STATUS[err.code], err.code, err.message, err.details)
   const fe = err as Partial<FastifyError> | null
   if (fe && typeof fe === 'object' && typeof fe.code === 'string') {
     const known = FASTIFY_CODES[fe.code]
@@ -93,8 +77,8 @@ function client(status: number, code: string, message: string, details: Record<s
 export function errorHandler(logger: Logger) {
   return (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
     const { status, body, internal } = toErrorResponse(err)
-    if (internal) logger.error({ err, method: request.method, url: request.url }, 'admin API request failed')
-    else logger.debug({ method: request.method, url: request.url, status, error: body.error }, 'admin API client error')
+    if (internal) logger.error({ err, method: request.method, url: request.url }, 'HTTP API request failed')
+    else logger.debug({ method: request.method, url: request.url, status, error: body.error }, 'HTTP API client error')
     void reply.code(status).type('application/json; charset=utf-8').send(body)
   }
 }

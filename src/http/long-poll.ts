@@ -1,5 +1,5 @@
 import type { FastifyReply } from 'fastify'
-import type { GroupCoordinator } from '../log/groups.js'
+import type { ConsumerGroups } from '../log/groups/types.js'
 
 // What a held request (long-poll) or a push socket needs: to notice that its client went away
 // or the server is closing, and to keep the member's session alive while the client is connected.
@@ -38,7 +38,7 @@ export function holdRequest(reply: FastifyReply, closing: AbortSignal): HeldRequ
  * open), so a wait longer than the session timeout does not expire the member. Calls `onGone` once
  * if the member has left or its session ended; returns a function that stops the heartbeats.
  */
-export function keepMemberAlive(groups: GroupCoordinator, group: string, member: string, onGone: (err: unknown) => void): () => void {
+export function keepMemberAlive(groups: ConsumerGroups, group: string, member: string, onGone: (err: unknown) => void): () => void {
   const timer = setInterval(() => {
     try {
       groups.heartbeat(group, member)

@@ -1,12 +1,14 @@
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { RawData, WebSocket } from 'ws'
-import { GroupError, type GroupCoordinator } from '../log/groups.js'
-import { toApiRecord, type ApiRecord, type Encoding } from './encoding.js'
-import { ApiError, badField, toErrorResponse, type ErrorBody } from './errors.js'
+import { GroupError, type ConsumerGroups } from '../log/groups/types.js'
+import type { PartitionOffset } from '../log/types.js'
+import { toApiRecord } from './encoding.js'
+import { ApiError, badField, toErrorResponse } from './errors.js'
 import { keepMemberAlive } from './long-poll.js'
-import { LIMITS, encodingSchema, memberParams, offsetsSchema, type MemberParams, type OffsetPosition } from './schemas.js'
+import { LIMITS, encodingSchema, memberParams, offsetsSchema, type MemberParams } from './schemas.js'
 import { compileStrict } from './validation.js'
+import type { Encoding, PushClientFrame, PushServerFrame } from './wire.js'
 
 // Push delivery to a consumer-group member over a WebSocket, with credit-based flow control
 // (as in AMQP 1.0 link credit or reactive streams' request(n)):
@@ -34,18 +36,7 @@ export const PUSH = {
 
 export const CLOSE_CODES = { memberGone: 4404, internalError: 1011 } as const
 
-/** Frames the server sends. */
-export type ServerFrame =
-  | { records: ApiRecord[]; generation: number; assignments: Array<{ stream: string; partition: number }> }
-  | { committed: OffsetPosition[] }
-  | ErrorBody
-
-interface ClientFrame {
-  credit?: number
-  commit?: OffsetPosition[]
-}
-
-const parseFrame = compileStrict<ClientFrame>({
+const parseFrame = compileStrict<PushClientFrame>({
   type: 'object',
   minProperties: 1,
   additionalProperties: false,
@@ -69,7 +60,7 @@ const pushQuery = {
   }
 } as const
 
-export function pushRoutes(app: FastifyInstance, groups: GroupCoordinator, logger: Logger): void {
+export function pushRoutes(app: FastifyInstance, groups: ConsumerGroups, logger: Logger): void {
   app.route<{ Params: MemberParams; Querystring: PushQuery }>({
     method: 'GET',
     url: '/api/v1/groups/:group/members/:member/push',
@@ -83,6 +74,8 @@ export function pushRoutes(app: FastifyInstance, groups: GroupCoordinator, logge
     },
     wsHandler: (socket, request) => {
       const { group, member } = request.params
+      // @fastify/websocket hands over a ws WebSocket; its type is declared again there
+      // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
       new PushSession(socket, groups, group, member, request.query, logger).start()
     }
   })
@@ -100,7 +93,7 @@ class PushSession {
 
   constructor(
     private readonly socket: WebSocket,
-    private readonly groups: GroupCoordinator,
+    private readonly groups: ConsumerGroups,
     private readonly group: string,
     private readonly member: string,
     private readonly options: PushQuery,
@@ -130,12 +123,12 @@ class PushSession {
   }
 
   private onMessage(data: RawData, isBinary: boolean): void {
-    let frame: ClientFrame
+    let frame: PushClientFrame
     try {
       if (isBinary) throw new ApiError(400, 'INVALID_ARGUMENT', 'frames must be JSON text')
       let json: unknown
       try {
-        json = JSON.parse(data.toString())
+        json = JSON.parse(frameText(data))
       } catch {
         throw new ApiError(400, 'INVALID_JSON', 'frame is not valid JSON')
       }
@@ -153,7 +146,7 @@ class PushSession {
     if (frame.commit) void this.commit(frame.commit)
   }
 
-  private async commit(offsets: OffsetPosition[]): Promise<void> {
+  private async commit(offsets: PartitionOffset[]): Promise<void> {
     try {
       await this.groups.commit(this.group, this.member, offsets)
       this.send({ committed: offsets })
@@ -178,7 +171,7 @@ class PushSession {
         waitMs: PUSH.pollMs,
         signal: this.controller.signal
       })
-      if (this.closed) return
+      if (this.isClosed()) return
       if (result.records.length > 0 || result.generation !== this.generation) {
         this.credit = Math.max(0, this.credit - result.records.length)
         this.generation = result.generation
@@ -191,7 +184,7 @@ class PushSession {
     }
   }
 
-  private send(frame: ServerFrame): void {
+  private send(frame: PushServerFrame): void {
     if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(frame))
   }
 
@@ -210,6 +203,11 @@ class PushSession {
     this.socket.close(code, isMemberGone(err) ? 'member gone' : 'internal error')
   }
 
+  /** Read through a call: the session may close while a fetch is awaited. */
+  private isClosed(): boolean {
+    return this.closed
+  }
+
   private stop(): void {
     if (this.closed) return
     this.closed = true
@@ -218,6 +216,11 @@ class PushSession {
     this.stopHeartbeats()
     clearInterval(this.pinger)
   }
+}
+
+function frameText(data: RawData): string {
+  const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? Buffer.from(data) : data
+  return bytes.toString('utf8')
 }
 
 function isMemberGone(err: unknown): boolean {

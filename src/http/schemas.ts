@@ -1,4 +1,4 @@
-import { ENCODINGS } from './encoding.js'
+import { ENCODINGS } from './wire.js'
 
 // JSON-schema fragments shared by the routes, and the API's limits.
 
@@ -82,9 +82,4 @@ export interface GroupParams {
 export interface MemberParams {
   group: string
   member: string
-}
-export interface OffsetPosition {
-  stream: string
-  partition: number
-  offset: number
 }

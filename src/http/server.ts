@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net'
 import websocket from '@fastify/websocket'
 import Fastify, { LogController, type FastifyBaseLogger } from 'fastify'
 import type { Logger } from 'pino'
-import type { GroupCoordinator } from '../log/groups.js'
+import type { ConsumerGroups } from '../log/groups/types.js'
 import type { Log } from '../log/types.js'
 import { errorHandler, notFoundHandler } from './errors.js'
 import { PUSH, pushRoutes } from './push.js'
@@ -12,17 +12,18 @@ import { streamRoutes } from './routes/streams.js'
 import { LIMITS } from './schemas.js'
 import { schemaErrorFormatter, validatorCompiler } from './validation.js'
 
-// The HTTP consumer API (fastify): streams, consumer groups, push over WebSocket, replay.
+// The HTTP API (fastify): the data plane (produce, read, consumer groups, push over WebSocket),
+// replay, and (to come) admin, metrics and the dashboard.
 // Routes live in routes/ and push.ts; this file only assembles and starts the server.
 
-export type { ReplayService, ReplayRequest, ReplayStatus } from './routes/replays.js'
+export type { ReplayService } from './routes/replays.js'
 
 /** How long close() lets requests in flight finish before it cuts their connections (ms). */
 const CLOSE_GRACE_MS = 2000
 
-export interface AdminServerOptions {
+export interface HttpServerOptions {
   log: Log
-  groups: GroupCoordinator
+  groups: ConsumerGroups
   host: string
   /** 0 = any free port. */
   port: number
@@ -31,17 +32,18 @@ export interface AdminServerOptions {
   replay?: ReplayService
 }
 
-export interface AdminServer {
+export interface HttpServer {
   /** The port actually bound. */
   port: number
   /** Ends held requests and push sockets, then stops the server. */
   close(): Promise<void>
 }
 
-export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
-  const logger = options.logger.child({ component: 'admin' })
+export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
+  const logger = options.logger.child({ component: 'http' })
   const app = Fastify({
     // widened so the instance has fastify's default type, which the route modules take
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- fastify's route types want its base logger type
     loggerInstance: logger as FastifyBaseLogger,
     // no line per request (long-polls and pushes would flood the log); errors are logged by errorHandler
     logController: new LogController({ disableRequestLogging: true }),
@@ -77,7 +79,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     throw err
   }
   const port = (app.server.address() as AddressInfo).port
-  logger.info({ host: options.host, port }, 'admin API listening')
+  logger.info({ host: options.host, port }, 'HTTP API listening')
   let closed: Promise<void> | null = null
   const close = async (): Promise<void> => {
     // held requests end at once (preClose); requests in flight get a grace period, then any

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { CLI } from '../helpers/gateway-process.js'
 
 export interface Json {
@@ -17,7 +17,7 @@ export async function call(base: string, method: string, path: string, body?: un
   return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} }
 }
 
-export type { ApiRecord as ApiRecordJson } from '../../src/admin/encoding.js'
+export type { ApiRecord as ApiRecordJson } from '../../src/http/wire.js'
 
 /** Runs `culex <args>` to completion (bounded by timeoutMs); returns its exit code and output. */
 export function runCli(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -36,4 +36,39 @@ export function runCli(args: string[], timeoutMs = 20_000): Promise<{ code: numb
       resolve({ code, stdout, stderr })
     })
   })
+}
+
+/** A long-running `culex` command (tail) whose output is watched while it runs. */
+export class RunningCli {
+  stdout = ''
+  stderr = ''
+  private readonly exited: Promise<number | null>
+
+  private readonly child: ChildProcessWithoutNullStreams
+
+  constructor(args: string[]) {
+    this.child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+    this.child.stdout.on('data', (d: Buffer) => (this.stdout += d.toString()))
+    this.child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()))
+    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)))
+  }
+
+  lines(): string[] {
+    return this.stdout.split('\n').filter((l) => l.length > 0)
+  }
+
+  /** Waits until `check` holds (bounded by timeoutMs). */
+  async until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error(`${what} not seen in ${timeoutMs} ms; stdout: ${this.stdout}; stderr: ${this.stderr}`)
+      await new Promise((r) => setTimeout(r, 25))
+    }
+  }
+
+  /** SIGINT (as Ctrl-C) and the exit code. */
+  async interrupt(): Promise<number | null> {
+    this.child.kill('SIGINT')
+    return this.exited
+  }
 }

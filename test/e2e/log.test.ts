@@ -59,7 +59,11 @@ async function commitAll(group: string, memberId: string, records: ApiRecordJson
 async function publishDevices(devices: string[], count: number, tag: string): Promise<void> {
   const clients = await Promise.all(devices.map((d) => connect(gw.url('mqtt'), { clientId: d })))
   try {
-    await Promise.all(clients.map((c, i) => Promise.all(Array.from({ length: count }, (_, n) => c.publishAsync(`devices/${devices[i]}/telemetry`, `${tag}:${devices[i]}:${n}`, { qos: 1 })))))
+    await Promise.all(
+      clients.map((c, i) =>
+        Promise.all(Array.from({ length: count }, (_, n) => c.publishAsync(`devices/${devices[i]}/telemetry`, `${tag}:${devices[i]}:${n}`, { qos: 1 })))
+      )
+    )
   } finally {
     await closeAll(...clients)
   }
@@ -89,7 +93,7 @@ describe('the log through a running gateway', () => {
     expect((await call(gw.api, 'DELETE', `/api/v1/groups/readers/members/${m.memberId}`)).status).toBe(204)
   })
 
-  it('moves a silent member\'s partitions to the other member, which resumes from the commits with nothing lost', async () => {
+  it("moves a silent member's partitions to the other member, which resumes from the commits with nothing lost", async () => {
     const a = await joinGroup('failover', 1000)
     const b = await joinGroup('failover', 1000)
     const aNow = (await call(gw.api, 'POST', `/api/v1/groups/failover/members/${a.memberId}/heartbeat`)).body as unknown as Member
@@ -131,7 +135,14 @@ describe('the log through a running gateway', () => {
     expect(await fetchRecords('restarting', again.memberId)).toEqual([])
     await publishDevices(['d1', 'd2'], 3, 'after-restart')
     const fresh = await fetchRecords('restarting', again.memberId, 2000)
-    expect(fresh.map((r) => r.value).sort()).toEqual(['after-restart:d1:0', 'after-restart:d1:1', 'after-restart:d1:2', 'after-restart:d2:0', 'after-restart:d2:1', 'after-restart:d2:2'])
+    expect(fresh.map((r) => r.value).sort()).toEqual([
+      'after-restart:d1:0',
+      'after-restart:d1:1',
+      'after-restart:d1:2',
+      'after-restart:d2:0',
+      'after-restart:d2:1',
+      'after-restart:d2:2'
+    ])
   })
 
   it('culex tail prints records from a position, and as a group member commits what it printed', async () => {
@@ -143,7 +154,10 @@ describe('the log through a running gateway', () => {
 
     const json = await runCli(['tail', 'telemetry', '--group', 'tailers', '--from', 'earliest', '--max', '116', '--json', '--url', gw.api])
     expect(json.code).toBe(0)
-    const records = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as ApiRecordJson)
+    const records = json.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as ApiRecordJson)
     expect(records.length).toBe(116)
     const described = await call(gw.api, 'GET', '/api/v1/groups/tailers')
     expect((described.body.partitions as Array<{ lag: number }>).reduce((n, p) => n + p.lag, 0)).toBe(0)

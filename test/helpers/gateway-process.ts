@@ -12,6 +12,9 @@ export interface LogLine {
   [k: string]: unknown
 }
 
+/** Every listener on a free port: tests never take a default port, so they pass beside a running gateway. */
+export const FREE_PORTS = ['--mqtt-port', '0', '--ws-port', '0', '--tls-port', '0', '--wss-port', '0', '--admin-port', '0']
+
 export function tempDataDir(tag = 'culex'): string {
   return mkdtempSync(join(tmpdir(), `${tag}-`))
 }
@@ -29,11 +32,10 @@ export class GatewayProcess {
   }
 
   static async start(dataDir: string, args: string[] = [], timeoutMs = 15_000): Promise<GatewayProcess> {
-    const child = spawn(
-      process.execPath,
-      [CLI, 'start', '--data-dir', dataDir, '--mqtt-port', '0', '--ws-port', '0', '--admin-port', '0', ...args],
-      { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, CULEX_CONFIG: undefined } }
-    )
+    const child = spawn(process.execPath, [CLI, 'start', '--data-dir', dataDir, ...FREE_PORTS, ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, CULEX_CONFIG: undefined }
+    })
     const gw = new GatewayProcess(child)
     const lines = createInterface({ input: child.stdout })
     await new Promise<void>((res, rej) => {

@@ -43,10 +43,7 @@ export class Inbox {
   waitFor(n: number, timeoutMs = 5000): Promise<Received[]> {
     if (this.messages.length >= n) return Promise.resolve(this.messages)
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`got ${this.messages.length} of ${n} messages in ${timeoutMs} ms`)),
-        timeoutMs
-      )
+      const timer = setTimeout(() => reject(new Error(`got ${this.messages.length} of ${n} messages in ${timeoutMs} ms`)), timeoutMs)
       this.waiters.push({
         n,
         resolve: () => {

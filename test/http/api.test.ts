@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import type { ApiRecord } from '../../src/admin/encoding.js'
-import type { ReadResponse } from '../../src/admin/routes/streams.js'
-import type { GroupDescription, Membership } from '../../src/log/groups.js'
+import type { ApiRecord } from '../../src/http/wire.js'
+import type { ReadResponse } from '../../src/http/wire.js'
+import type { GroupDescription, Membership } from '../../src/http/wire.js'
 import type { AppendResult } from '../../src/log/types.js'
 import { stream } from '../log/abstract-log.js'
 import { api, harnessesClosedAfterEach, sleep, until } from './harness.js'
@@ -54,10 +54,10 @@ describe('streams', () => {
     expect(produced.status).toBe(200)
     expect(produced.body.offsets.map((o) => o.offset)).toEqual([0, 1, 2])
     // the answer came after the append resolved: the records are visible to readers already
-    expect(h.rocks.describeStream('s').partitions[0]!.endOffset).toBe(3)
+    expect((await h.rocks.describeStream('s')).partitions[0]?.endOffset).toBe(3)
 
     const single = await api<Produced>(h.base, 'POST', '/api/v1/streams/s/records?encoding=utf8', { key: 'k2', value: 'plain text' })
-    expect(single.body.offsets).toEqual([{ partition: 0, offset: 3, timestamp: expect.any(Number) }])
+    expect(single.body.offsets).toEqual([{ partition: 0, offset: 3, timestamp: expect.any(Number) as number }])
     const viaBody = await api<Produced>(h.base, 'POST', '/api/v1/streams/s/records', { records: [{ value: 'more text' }], encoding: 'utf8' })
     expect(viaBody.body.offsets[0]!.offset).toBe(4)
 
@@ -146,7 +146,7 @@ describe('streams', () => {
 
     const big = await api(h.base, 'POST', '/api/v1/streams/s/records', { value: 'a'.repeat(1024 * 1024 + 10), encoding: 'utf8' })
     expect(big).toMatchObject({ status: 413, body: { error: 'PAYLOAD_TOO_LARGE' } })
-    expect(h.rocks.describeStream('s').partitions.every((p) => p.endOffset === 0)).toBe(true)
+    expect((await h.rocks.describeStream('s')).partitions.every((p) => p.endOffset === 0)).toBe(true)
   })
 })
 
@@ -166,7 +166,10 @@ describe('consumer groups', () => {
       { stream: 's', partition: 0 },
       { stream: 's', partition: 1 }
     ])
-    const fetched = await api<{ records: ApiRecord[]; generation: number }>(h.base, 'POST', `${g}/members/${memberId}/fetch`, { maxRecords: 7, encoding: 'utf8' })
+    const fetched = await api<{ records: ApiRecord[]; generation: number }>(h.base, 'POST', `${g}/members/${memberId}/fetch`, {
+      maxRecords: 7,
+      encoding: 'utf8'
+    })
     expect(fetched.status).toBe(200)
     expect(fetched.body.records).toHaveLength(7)
     expect(fetched.body.generation).toBe(joined.body.generation)

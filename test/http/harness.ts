@@ -1,8 +1,8 @@
 import { pino } from 'pino'
 import { afterEach } from 'vitest'
-import { startAdminServer, type AdminServer, type ReplayService } from '../../src/admin/server.js'
-import { GroupCoordinator } from '../../src/log/groups.js'
-import { RocksLog } from '../../src/log/rocks-log.js'
+import { startHttpServer, type HttpServer, type ReplayService } from '../../src/http/server.js'
+import { GroupCoordinator } from '../../src/log/groups/coordinator.js'
+import { RocksLog } from '../../src/log/rocks/rocks-log.js'
 import type { Log, StreamConfig } from '../../src/log/types.js'
 import { Store } from '../../src/store/store.js'
 import { tempDataDir } from '../helpers/gateway-process.js'
@@ -13,7 +13,7 @@ import { tempDataDir } from '../helpers/gateway-process.js'
 export interface Harness {
   rocks: RocksLog
   groups: GroupCoordinator
-  server: AdminServer
+  server: HttpServer
   base: string
   /** waitForRecords calls that have not settled yet. */
   waitsInFlight(): number
@@ -37,9 +37,9 @@ export async function startHarness(streams: StreamConfig[], options: { replay?: 
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
     }
   })
-  const groups = new GroupCoordinator(log, Date.now, 100)
+  const groups = new GroupCoordinator(log, { sweepIntervalMs: 100 })
   const logger = pino({ level: process.env.CULEX_TEST_LOG_LEVEL ?? 'silent' })
-  const server = await startAdminServer({ log, groups, host: '127.0.0.1', port: 0, logger, replay: options.replay?.(rocks) })
+  const server = await startHttpServer({ log, groups, host: '127.0.0.1', port: 0, logger, replay: options.replay?.(rocks) })
   return {
     rocks,
     groups,
@@ -61,7 +61,13 @@ export interface JsonResponse<T = Record<string, unknown>> {
 }
 
 /** fetch with a JSON body (when given) and a parsed JSON answer (or {} when empty). */
-export async function api<T = Record<string, unknown>>(base: string, method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<JsonResponse<T>> {
+export async function api<T = Record<string, unknown>>(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  signal?: AbortSignal
+): Promise<JsonResponse<T>> {
   const res = await fetch(base + path, {
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },

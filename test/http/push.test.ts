@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import type { ApiRecord } from '../../src/admin/encoding.js'
-import type { ServerFrame } from '../../src/admin/push.js'
-import type { GroupDescription, Membership } from '../../src/log/groups.js'
+import type { ApiRecord } from '../../src/http/wire.js'
+import type { PushServerFrame as ServerFrame } from '../../src/http/wire.js'
+import type { GroupDescription, Membership } from '../../src/http/wire.js'
 import { stream } from '../log/abstract-log.js'
 import { api, sleep, startHarness, until, type Harness } from './harness.js'
 
@@ -22,7 +22,7 @@ class PushClient {
   readonly frames: ServerFrame[] = []
   closeCode: number | null = null
   private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data) => this.frames.push(JSON.parse(data.toString()) as ServerFrame))
+    ws.on('message', (data: Buffer) => this.frames.push(JSON.parse(data.toString()) as ServerFrame))
     ws.on('close', (code) => (this.closeCode = code))
   }
 
@@ -47,7 +47,7 @@ class PushClient {
   }
 
   errors(): Array<Record<string, unknown>> {
-    return this.frames.filter((f) => 'error' in f) as Array<Record<string, unknown>>
+    return this.frames.filter((f) => 'error' in f)
   }
 
   send(frame: unknown): void {
@@ -95,7 +95,10 @@ describe('push delivery over WebSocket', () => {
     const seen = client.records().map((r) => `${r.partition}@${r.offset}`)
     expect(new Set(seen).size).toBe(8)
     for (const p of [0, 1]) {
-      const offsets = client.records().filter((r) => r.partition === p).map((r) => r.offset)
+      const offsets = client
+        .records()
+        .filter((r) => r.partition === p)
+        .map((r) => r.offset)
       expect(offsets).toEqual([...offsets].sort((a, b) => a - b))
     }
     expect(client.errors()).toEqual([])
@@ -103,7 +106,12 @@ describe('push delivery over WebSocket', () => {
     // the rest arrives as credit allows
     client.send({ credit: 100 })
     await until(() => client.records().length === 20)
-    expect(client.records().map((r) => Number(r.value)).sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i))
+    expect(
+      client
+        .records()
+        .map((r) => Number(r.value))
+        .sort((a, b) => a - b)
+    ).toEqual(Array.from({ length: 20 }, (_, i) => i))
   })
 
   it('commits over the socket and acknowledges once durable', async () => {

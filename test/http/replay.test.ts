@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import type { ReplayStatus } from '../../src/admin/server.js'
+import type { ReplayStatus } from '../../src/http/wire.js'
 import { ReplayJobs } from '../../src/log/replay.js'
 import type { AppendResult } from '../../src/log/types.js'
 import { stream } from '../log/abstract-log.js'

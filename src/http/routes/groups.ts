@@ -1,29 +1,13 @@
 import type { FastifyInstance } from 'fastify'
-import { GroupError, SESSION_TIMEOUT, type AutoOffsetReset, type GroupCoordinator, type Membership } from '../../log/groups.js'
-import { toApiRecord, type ApiRecord, type Encoding } from '../encoding.js'
+import { SESSION_TIMEOUT, type ConsumerGroups } from '../../log/groups/types.js'
+import { toApiRecord } from '../encoding.js'
 import { holdRequest, keepMemberAlive } from '../long-poll.js'
 import { offsetSpecSchema, parseOffsetSpec } from '../positions.js'
-import {
-  LIMITS,
-  encodingSchema,
-  groupParams,
-  memberParams,
-  offsetsSchema,
-  type GroupParams,
-  type MemberParams,
-  type OffsetPosition
-} from '../schemas.js'
+import { LIMITS, encodingSchema, groupParams, memberParams, offsetsSchema, type GroupParams, type MemberParams } from '../schemas.js'
+import type { CommitRequest, FetchRequest, FetchResponse, GroupList, JoinRequest } from '../wire.js'
 
 // Consumer groups over HTTP: join / heartbeat / leave, fetch (long-poll), commit, describe, reset.
 // Offsets committed are "next offset to consume", as in Kafka.
-
-interface JoinBody {
-  streams: string[]
-  sessionTimeoutMs?: number
-  clientId?: string
-  autoOffsetReset?: AutoOffsetReset
-  memberId?: string
-}
 
 const joinBody = {
   type: 'object',
@@ -38,13 +22,6 @@ const joinBody = {
   }
 } as const
 
-interface FetchBody {
-  maxRecords: number
-  maxBytes: number
-  waitMs: number
-  encoding: Encoding
-}
-
 const fetchBody = {
   // no body at all (null here) means every default
   type: ['object', 'null'],
@@ -56,10 +33,6 @@ const fetchBody = {
     encoding: { ...encodingSchema, default: 'base64' }
   }
 } as const
-
-interface CommitBody {
-  offsets: OffsetPosition[]
-}
 
 const commitBody = { type: 'object', required: ['offsets'], additionalProperties: false, properties: { offsets: offsetsSchema } } as const
 
@@ -75,40 +48,15 @@ const resetBody = {
   properties: { stream: { type: 'string', minLength: 1, maxLength: 128 }, to: offsetSpecSchema }
 } as const
 
-export interface FetchResponse extends Membership {
-  records: ApiRecord[]
-}
-
-export interface GroupSummary {
-  group: string
-  state: 'empty' | 'stable'
-  generation: number
-  members: number
-  /** Sum of the lag of the group's partitions. */
-  lag: number
-}
-
-export function groupRoutes(app: FastifyInstance, groups: GroupCoordinator, closing: AbortSignal): void {
+export function groupRoutes(app: FastifyInstance, groups: ConsumerGroups, closing: AbortSignal): void {
   const base = '/api/v1/groups/:group'
   const memberBase = `${base}/members/:member`
 
-  app.get('/api/v1/groups', async () => {
-    const summaries: GroupSummary[] = []
-    for (const group of await groups.listGroups()) {
-      try {
-        const d = await groups.describe(group)
-        summaries.push({ group, state: d.state, generation: d.generation, members: d.members.length, lag: d.partitions.reduce((n, p) => n + p.lag, 0) })
-      } catch (err) {
-        // the group may have emptied between the list and the describe
-        if (!(err instanceof GroupError && err.code === 'UNKNOWN_GROUP')) throw err
-      }
-    }
-    return { groups: summaries }
-  })
+  app.get('/api/v1/groups', async (): Promise<GroupList> => ({ groups: await groups.list() }))
 
   app.get<{ Params: GroupParams }>(base, { schema: { params: groupParams } }, async (request) => groups.describe(request.params.group))
 
-  app.post<{ Params: GroupParams; Body: JoinBody }>(`${base}/members`, { schema: { params: groupParams, body: joinBody } }, async (request) =>
+  app.post<{ Params: GroupParams; Body: JoinRequest }>(`${base}/members`, { schema: { params: groupParams, body: joinBody } }, async (request) =>
     groups.join(request.params.group, request.body)
   )
 
@@ -121,7 +69,7 @@ export function groupRoutes(app: FastifyInstance, groups: GroupCoordinator, clos
     return reply.code(204).send()
   })
 
-  app.post<{ Params: MemberParams; Body: FetchBody | undefined }>(
+  app.post<{ Params: MemberParams; Body: FetchRequest | undefined }>(
     `${memberBase}/fetch`,
     { schema: { params: memberParams, body: fetchBody } },
     async (request, reply): Promise<FetchResponse> => {
@@ -139,7 +87,12 @@ export function groupRoutes(app: FastifyInstance, groups: GroupCoordinator, clos
           waitMs: body.waitMs,
           signal: controller.signal
         })
-        return { memberId: result.memberId, generation: result.generation, assignments: result.assignments, records: result.records.map((r) => toApiRecord(r, body.encoding)) }
+        return {
+          memberId: result.memberId,
+          generation: result.generation,
+          assignments: result.assignments,
+          records: result.records.map((r) => toApiRecord(r, body.encoding))
+        }
       } finally {
         stopHeartbeats()
         held.done()
@@ -147,7 +100,7 @@ export function groupRoutes(app: FastifyInstance, groups: GroupCoordinator, clos
     }
   )
 
-  app.post<{ Params: MemberParams; Body: CommitBody }>(`${memberBase}/commit`, { schema: { params: memberParams, body: commitBody } }, async (request) => {
+  app.post<{ Params: MemberParams; Body: CommitRequest }>(`${memberBase}/commit`, { schema: { params: memberParams, body: commitBody } }, async (request) => {
     await groups.commit(request.params.group, request.params.member, request.body.offsets)
     return { offsets: request.body.offsets }
   })

@@ -3,6 +3,7 @@ import type { ReplayRequest, ReplayStatus } from '../../log/replay.js'
 import { ApiError } from '../errors.js'
 import { offsetSpecSchema, parseOffsetSpec } from '../positions.js'
 import { streamParams, type StreamParams } from '../schemas.js'
+import type { ReplayRequestBody } from '../wire.js'
 
 // Replay into MQTT: the gateway passes its ReplayJobs (which own the broker's publish); the API
 // starts jobs and lets clients poll and cancel them.
@@ -16,14 +17,8 @@ export interface ReplayService {
   list(): ReplayStatus[]
 }
 
-export type { ReplayRequest, ReplayStatus }
-
-interface ReplayBody {
-  from: unknown
-  to?: unknown
-  topicPrefix: string
-  partitions?: number[]
-}
+/** The body as it arrives, before the positions are parsed (they may be ISO 8601 strings). */
+type ReplayBody = Omit<ReplayRequestBody, 'from' | 'to'> & { from: unknown; to?: unknown }
 
 const replayBody = {
   type: 'object',

@@ -1,24 +1,14 @@
 import type { FastifyInstance } from 'fastify'
-import type { AppendResult, Headers, Log, RecordInput, StreamInfo } from '../../log/types.js'
-import { decodeValue, toApiRecord, type ApiRecord, type Encoding } from '../encoding.js'
+import type { AppendResult, Log, RecordInput, StreamInfo } from '../../log/types.js'
+import { decodeValue, toApiRecord } from '../encoding.js'
 import { badField } from '../errors.js'
 import { holdRequest } from '../long-poll.js'
 import { parseTimestamp } from '../positions.js'
 import { LIMITS, encodingSchema, partitionParams, streamParams, type PartitionParams, type StreamParams } from '../schemas.js'
+import type { Encoding, ProduceRequest, ProduceResponse, ProducedRecord, ReadResponse, StreamSummary } from '../wire.js'
 
 // Streams: list and describe, produce (answered once the records are durable), and read a
 // partition by offset or by time.
-
-export interface StreamSummary {
-  name: string
-  partitionCount: number
-  retention: StreamInfo['config']['retention']
-  /** Stored bytes over all partitions. */
-  bytes: number
-  /** Stored records over all partitions. */
-  records: number
-  partitions: Array<{ partition: number; startOffset: number; endOffset: number; bytes: number }>
-}
 
 export function streamSummary(info: StreamInfo): StreamSummary {
   return {
@@ -29,19 +19,6 @@ export function streamSummary(info: StreamInfo): StreamSummary {
     records: info.partitions.reduce((n, p) => n + (p.endOffset - p.startOffset), 0),
     partitions: info.partitions.map(({ partition, startOffset, endOffset, bytes }) => ({ partition, startOffset, endOffset, bytes }))
   }
-}
-
-interface ProducedRecord {
-  key?: string | null
-  value: string
-  headers?: Headers
-  partition?: number
-}
-
-/** Either `{ records: [...] }` or one record's fields at the top level. */
-interface ProduceBody extends Partial<ProducedRecord> {
-  records?: ProducedRecord[]
-  encoding?: Encoding
 }
 
 const recordProperties = {
@@ -88,25 +65,23 @@ const readQuery = {
   }
 } as const
 
-export interface ReadResponse {
-  records: ApiRecord[]
-  /** Offset to ask for next. */
-  nextOffset: number
-  startOffset: number
-  endOffset: number
-}
-
 export function streamRoutes(app: FastifyInstance, log: Log, closing: AbortSignal): void {
-  app.get('/api/v1/streams', async () => ({ streams: log.listStreams().map(streamSummary) }))
+  app.get('/api/v1/streams', async () => ({ streams: (await log.listStreams()).map(streamSummary) }))
 
   app.get<{ Params: StreamParams }>('/api/v1/streams/:stream', { schema: { params: streamParams } }, async (request) =>
-    streamSummary(log.describeStream(request.params.stream))
+    streamSummary(await log.describeStream(request.params.stream))
   )
 
-  app.post<{ Params: StreamParams; Body: ProduceBody; Querystring: { encoding?: Encoding } }>(
+  app.post<{ Params: StreamParams; Body: ProduceRequest; Querystring: { encoding?: Encoding } }>(
     '/api/v1/streams/:stream/records',
-    { schema: { params: streamParams, body: produceBody, querystring: { type: 'object', additionalProperties: false, properties: { encoding: encodingSchema } } } },
-    async (request) => {
+    {
+      schema: {
+        params: streamParams,
+        body: produceBody,
+        querystring: { type: 'object', additionalProperties: false, properties: { encoding: encodingSchema } }
+      }
+    },
+    async (request): Promise<ProduceResponse> => {
       const { stream } = request.params
       const body = request.body
       const encoding = body.encoding ?? request.query.encoding ?? 'base64'
@@ -117,7 +92,7 @@ export function streamRoutes(app: FastifyInstance, log: Log, closing: AbortSigna
         if (mixed) throw badField('body', mixed, 'cannot be given next to records; put it inside each record')
       }
       const produced: ProducedRecord[] = body.records ?? [{ key: body.key, value: body.value ?? '', headers: body.headers, partition: body.partition }]
-      const partitions = log.describeStream(stream).config.partitions
+      const partitions = (await log.describeStream(stream)).config.partitions
       const inputs = produced.map((r, i): { input: RecordInput; partition: number | undefined } => {
         const field = single ? '' : `records[${i}].`
         if (r.partition !== undefined && r.partition >= partitions) {
@@ -131,10 +106,17 @@ export function streamRoutes(app: FastifyInstance, log: Log, closing: AbortSigna
       // one append per run of records with the same explicit partition (or none); all are issued in
       // the same tick, so they keep the request's order and share one group commit
       const appends: Array<Promise<AppendResult[]>> = []
-      for (let i = 0; i < inputs.length; ) {
+      for (let i = 0; i < inputs.length;) {
+        const partition = inputs[i]?.partition
         let j = i + 1
-        while (j < inputs.length && inputs[j]!.partition === inputs[i]!.partition) j++
-        appends.push(log.append(stream, inputs.slice(i, j).map((x) => x.input), inputs[i]!.partition))
+        while (j < inputs.length && inputs[j]?.partition === partition) j++
+        appends.push(
+          log.append(
+            stream,
+            inputs.slice(i, j).map((x) => x.input),
+            partition
+          )
+        )
         i = j
       }
       const offsets = (await Promise.all(appends)).flat()
@@ -165,12 +147,13 @@ export function streamRoutes(app: FastifyInstance, log: Log, closing: AbortSigna
           held.done()
         }
       }
-      const info = log.describeStream(stream).partitions[p]!
+      const [startOffset, endOffset] = await Promise.all([log.resolveOffset(stream, p, 'earliest'), log.resolveOffset(stream, p, 'latest')])
+      const last = records[records.length - 1]
       return {
         records: records.map((r) => toApiRecord(r, q.encoding)),
-        nextOffset: records.length > 0 ? records[records.length - 1]!.offset + 1 : from,
-        startOffset: info.startOffset,
-        endOffset: info.endOffset
+        nextOffset: last ? last.offset + 1 : from,
+        startOffset,
+        endOffset
       }
     }
   )

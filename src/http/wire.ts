@@ -1,0 +1,157 @@
+// The HTTP API's wire types: what crosses the network, in one module that the server, the CLI
+// (src/commands/) and the dashboard import. Nothing here depends on the server's framework.
+
+import type { AutoOffsetReset, GroupDescription, GroupSummary, Membership } from '../log/groups/types.js'
+import type { ReplayStatus } from '../log/replay.js'
+import type { Headers, OffsetSpec, PartitionOffset, RetentionPolicy } from '../log/types.js'
+
+export type { AutoOffsetReset, GroupDescription, GroupSummary, Headers, Membership, OffsetSpec, PartitionOffset, ReplayStatus }
+
+/** Every error body: a stable code for programs, a message for people, and details. */
+export interface ErrorBody {
+  error: string
+  message: string
+  [detail: string]: unknown
+}
+
+/** An API error: thrown by the server to answer with it, and by clients that received one. */
+export class ApiError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+    readonly details: Record<string, unknown> = {}
+  ) {
+    super(message)
+    this.name = 'ApiError'
+  }
+
+  get body(): ErrorBody {
+    return { ...this.details, error: this.code, message: this.message }
+  }
+
+  /** The error a client received: status and JSON body. */
+  static fromResponse(status: number, body: unknown): ApiError {
+    const b = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {}
+    const { error, message, ...details } = b
+    return new ApiError(status, typeof error === 'string' ? error : `HTTP_${status}`, typeof message === 'string' ? message : `HTTP ${status}`, details)
+  }
+}
+
+export const ENCODINGS = ['base64', 'utf8'] as const
+/** How record values travel in JSON: base64 (any bytes, the default) or UTF-8 text. */
+export type Encoding = (typeof ENCODINGS)[number]
+
+/** A log record as the API returns it. */
+export interface ApiRecord {
+  stream: string
+  partition: number
+  offset: number
+  /** Append time, ms since the epoch. */
+  timestamp: number
+  key: string | null
+  /** The payload in the requested encoding. */
+  value: string
+  headers: Headers
+  /** MQTT topic it was published on; null for records produced over HTTP. */
+  topic: string | null
+  qos: 0 | 1 | 2
+  clientId: string | null
+}
+
+export interface PartitionSummary {
+  partition: number
+  startOffset: number
+  endOffset: number
+  bytes: number
+}
+
+/** GET /streams/:stream */
+export interface StreamSummary {
+  name: string
+  partitionCount: number
+  retention: RetentionPolicy
+  /** Stored bytes over all partitions. */
+  bytes: number
+  /** Stored records over all partitions. */
+  records: number
+  partitions: PartitionSummary[]
+}
+
+export interface ProducedRecord {
+  key?: string | null
+  value: string
+  headers?: Headers
+  partition?: number
+}
+
+/** POST /streams/:stream/records: `{ records: [...] }` or one record's fields at the top level. */
+export interface ProduceRequest extends Partial<ProducedRecord> {
+  records?: ProducedRecord[]
+  encoding?: Encoding
+}
+
+export interface ProduceResponse {
+  offsets: Array<{ partition: number; offset: number; timestamp: number }>
+}
+
+/** GET /streams/:stream/partitions/:p/records */
+export interface ReadResponse {
+  records: ApiRecord[]
+  /** Offset to ask for next. */
+  nextOffset: number
+  startOffset: number
+  endOffset: number
+}
+
+/** POST /groups/:group/members */
+export interface JoinRequest {
+  streams: string[]
+  sessionTimeoutMs?: number
+  clientId?: string
+  autoOffsetReset?: AutoOffsetReset
+  memberId?: string
+}
+
+/** POST /groups/:group/members/:member/fetch (every field optional on the wire) */
+export interface FetchRequest {
+  maxRecords: number
+  maxBytes: number
+  waitMs: number
+  encoding: Encoding
+}
+
+export interface FetchResponse extends Membership {
+  records: ApiRecord[]
+}
+
+export interface CommitRequest {
+  offsets: PartitionOffset[]
+}
+
+export interface ResetRequest {
+  stream: string
+  to: OffsetSpec
+}
+
+export interface GroupList {
+  groups: GroupSummary[]
+}
+
+/** POST /streams/:stream/replay; `from` and `to` may also give timestamps as ISO 8601 strings. */
+export interface ReplayRequestBody {
+  from: OffsetSpec
+  to?: OffsetSpec
+  topicPrefix: string
+  partitions?: number[]
+}
+
+/** Push over WebSocket: frames the client sends. */
+export interface PushClientFrame {
+  credit?: number
+  commit?: PartitionOffset[]
+}
+
+/** Push over WebSocket: frames the server sends. */
+export type PushServerFrame =
+  { records: ApiRecord[]; generation: number; assignments: Array<{ stream: string; partition: number }> } | { committed: PartitionOffset[] } | ErrorBody
