@@ -72,9 +72,15 @@ if (values.help) {
 if (values.quick && values.full) fail('--quick and --full exclude each other')
 const mode: Mode = values.quick ? 'quick' : values.full ? 'full' : 'default'
 
-const brokers = (values.brokers?.split(',').map((s) => s.trim()).filter(Boolean) ?? BROKERS) as BrokerName[]
+const brokers = (values.brokers
+  ?.split(',')
+  .map((s) => s.trim())
+  .filter(Boolean) ?? BROKERS) as BrokerName[]
 for (const b of brokers) if (!BROKERS.includes(b)) fail(`unknown broker ${b}; known: ${BROKERS.join(', ')}`)
-const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean)
+const only = values.only
+  ?.split(',')
+  .map((s) => s.trim())
+  .filter(Boolean)
 for (const id of only ?? []) if (!SCENARIOS.some((s) => s.id === id)) fail(`unknown scenario ${id}; known: ${SCENARIOS.map((s) => s.id).join(', ')}`)
 function positive(name: string, raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined
@@ -196,8 +202,8 @@ function profileLines(dir: string | undefined, profiles: ProfileSummary[]): void
 async function main(): Promise<void> {
   const info = await machine()
   log(`bench: mode ${mode}, ${rounds} round(s); brokers ${brokers.join(', ')}; scenarios ${scenarios.map((s) => s.id).join(', ')}`)
-  log(`bench: ${info.nproc} cpu (${String(info.cpuModel)}), node ${process.version}, mosquitto ${String(info.mosquitto)}, aedes ${String(info.aedes)}`)
-  log(`bench: two busy threads get ${(info.cpuCapacity as CpuCapacity).speedup}x the work of one (2.00x = two free cores)`)
+  log(`bench: ${String(info.nproc)} cpu (${String(info.cpuModel)}), node ${process.version}, mosquitto ${String(info.mosquitto)}, aedes ${String(info.aedes)}`)
+  log(`bench: two busy threads get ${String((info.cpuCapacity as CpuCapacity).speedup)}x the work of one (2.00x = two free cores)`)
   const outcomes: Outcome[] = []
   const brokerInfo: Record<string, unknown> = {}
   const profiles: ProfileSummary[] = []
@@ -214,7 +220,9 @@ async function main(): Promise<void> {
       let shared: RunningBroker | null = null
       const announce = (b: RunningBroker, why: string): void => {
         brokerInfo[name] ??= { command: b.command, nofile: b.nofile, ...(name === 'mosquitto' ? { config: mosquittoConfig(b.port) } : {}) }
-        log(`  (${why}: pid ${b.pid}, 127.0.0.1:${b.port}${b.adminPort ? `, admin ${b.adminPort}` : ''}, fd limit ${b.nofile}, up in ${b.startMs.toFixed(0)} ms)`)
+        log(
+          `  (${why}: pid ${b.pid}, 127.0.0.1:${b.port}${b.adminPort ? `, admin ${b.adminPort}` : ''}, fd limit ${b.nofile}, up in ${b.startMs.toFixed(0)} ms)`
+        )
       }
       try {
         for (const scenario of applicable) {

@@ -66,7 +66,7 @@ function newClient(port: number, clientId: string, localAddress?: string, keepal
     socket.setNoDelay(true)
     return socket
   }
-  const client = new MqttClient(builder as never, options)
+  const client = new MqttClient(builder, options)
   clients.push(client)
   return client
 }
@@ -201,10 +201,13 @@ async function initPub(t: PubTask): Promise<void> {
     endAt = startAt + t.durationMs
     for (const pump of pumps) pump()
     // time-based stop and paced sending need a clock tick; 1 ms is the finest Node timer
-    const tick = setInterval(() => {
-      for (const pump of pumps) pump()
-      if (state.pubDone) clearInterval(tick)
-    }, t.ratePerClient > 0 ? 1 : 20)
+    const tick = setInterval(
+      () => {
+        for (const pump of pumps) pump()
+        if (state.pubDone) clearInterval(tick)
+      },
+      t.ratePerClient > 0 ? 1 : 20
+    )
   }
   onCredit = (upTo) => {
     if (upTo <= credit) return

@@ -46,7 +46,11 @@ function parseGroups(argv) {
   for (const arg of argv) {
     const name = arg.startsWith('--') ? arg.slice(2) : null
     if (name === null || !Object.hasOwn(GROUPS, name)) {
-      console.error(`provision: unknown argument ${arg}; use ${Object.keys(GROUPS).map((g) => `--${g}`).join(', ')}`)
+      console.error(
+        `provision: unknown argument ${arg}; use ${Object.keys(GROUPS)
+          .map((g) => `--${g}`)
+          .join(', ')}`
+      )
       process.exit(2)
     }
     groups.add(name)

@@ -3,16 +3,7 @@ import { execFileSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import {
-  freePort,
-  isAlive,
-  nowMs,
-  listeningPorts,
-  nofileLimit,
-  spawnTracked,
-  stopChild,
-  waitForPort
-} from './procs.js'
+import { freePort, isAlive, nowMs, listeningPorts, nofileLimit, spawnTracked, stopChild, waitForPort } from './procs.js'
 
 export const ROOT = resolve(import.meta.dirname, '../../..')
 export const CULEX_CLI = join(ROOT, 'dist/src/cli.js')
@@ -24,8 +15,8 @@ export const BROKERS: BrokerName[] = ['culex-fsync', 'culex-none', 'mosquitto', 
 export const BROKER_TITLES: Record<BrokerName, string> = {
   'culex-fsync': 'Culex fsync',
   'culex-none': 'Culex none',
-  mosquitto: 'mosquitto',
-  aedes: 'aedes (mem)'
+  'mosquitto': 'mosquitto',
+  'aedes': 'aedes (mem)'
 }
 
 export interface StartOptions {
@@ -76,9 +67,9 @@ export function mosquittoVersion(): string {
     // `mosquitto -h` prints the version and exits with 3
     execFileSync(bin, ['-h'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
   } catch (err) {
-    const out = String((err as { stdout?: string }).stdout ?? '')
+    const out = (err as { stdout?: string }).stdout ?? ''
     const m = /mosquitto version (\S+)/.exec(out)
-    if (m) return m[1]
+    if (m?.[1]) return m[1]
   }
   return 'unknown'
 }
@@ -141,7 +132,7 @@ export async function startBroker(name: BrokerName, options: StartOptions = {}):
     case 'culex-fsync':
     case 'culex-none': {
       // CULEX_* variables of the caller's shell must not change what is measured
-      for (const k of Object.keys(env)) if (k.startsWith('CULEX_')) delete env[k]
+      for (const k of Object.keys(env)) if (k.startsWith('CULEX_')) Reflect.deleteProperty(env, k)
       const nodeFlags: string[] = []
       if (options.cpuProfDir) {
         mkdirSync(options.cpuProfDir, { recursive: true })
@@ -212,7 +203,7 @@ export async function startBroker(name: BrokerName, options: StartOptions = {}):
   } catch (err) {
     await stopChild(child, 2000)
     rmSync(work, { recursive: true, force: true })
-    throw new Error(`${name} did not start: ${(err as Error).message}`)
+    throw new Error(`${name} did not start: ${(err as Error).message}`, { cause: err })
   }
 }
 

@@ -32,13 +32,14 @@ export interface ProfileSummary {
   areas: HotSpot[]
 }
 
-/** "aedes", "mqtt-packet", "culex src/store/persistence.js", "node:internal/...", "(garbage collector)". */
+/** "aedes", "mqtt-packet", "culex src/persistence/persistence.js", "node:internal/...", "(garbage collector)". */
 export function area(url: string, functionName: string): string {
   if (!url) return functionName.startsWith('(') ? functionName : '(native)'
   const nm = url.lastIndexOf('/node_modules/')
   if (nm >= 0) {
     const rest = url.slice(nm + '/node_modules/'.length).split('/')
-    return rest[0].startsWith('@') ? `${rest[0]}/${rest[1]}` : rest[0]
+    const [scope = '', name = ''] = rest
+    return scope.startsWith('@') ? `${scope}/${name}` : scope
   }
   const dist = url.indexOf('/dist/')
   if (dist >= 0) return `culex ${url.slice(dist + '/dist/'.length)}`
@@ -60,7 +61,8 @@ export function summarizeProfile(file: string, top = 15): ProfileSummary {
   const self = new Map<number, number>()
   for (let i = 0; i < p.samples.length; i++) {
     const dt = (p.timeDeltas[i + 1] ?? 0) / 1000
-    self.set(p.samples[i], (self.get(p.samples[i]) ?? 0) + dt)
+    const sample = p.samples[i] ?? -1
+    self.set(sample, (self.get(sample) ?? 0) + dt)
   }
   const fns = new Map<string, number>()
   const areas = new Map<string, number>()

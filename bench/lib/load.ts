@@ -94,8 +94,7 @@ export async function runLoad(ctx: ScenarioContext, spec: LoadSpec): Promise<Loa
   const subscribers = spec.sub.workers * spec.sub.clientsPerWorker
   const pubClients = spec.pub.workers * spec.pub.clientsPerWorker
   const maxPerClient = Math.max(1, Math.ceil(spec.pub.maxTotal / pubClients))
-  const perWorkerCredit = (delivered: number): number =>
-    Math.floor((delivered + (spec.creditWindow ?? 0)) / spec.pub.workers)
+  const perWorkerCredit = (delivered: number): number => Math.floor((delivered + (spec.creditWindow ?? 0)) / spec.pub.workers)
 
   const subs: WorkerHandle[] = []
   for (let i = 0; i < spec.sub.workers; i++) {
@@ -177,8 +176,7 @@ export async function runLoad(ctx: ScenarioContext, spec: LoadSpec): Promise<Loa
   for (const p of pubs) if (p.error) throw new Error(`publisher worker ${p.index}: ${p.error}`)
 
   // drain: until every expected delivery arrived, nothing arrived for drainIdleMs, or drainMaxMs
-  const expected = (): number =>
-    (spec.pub.qos === 0 ? sum(pubs, (w) => w.progress.sent) : sum(pubs, (w) => w.progress.acked)) * subscribers
+  const expected = (): number => (spec.pub.qos === 0 ? sum(pubs, (w) => w.progress.sent) : sum(pubs, (w) => w.progress.acked)) * subscribers
   const drainEnd = Math.min(ctx.deadline, nowMs() + spec.drainMaxMs)
   let last = received()
   let lastChange = nowMs()
@@ -212,8 +210,7 @@ export async function runLoad(ctx: ScenarioContext, spec: LoadSpec): Promise<Loa
   const sent = pubResults.reduce((a, r) => a + r.sent, 0)
   const acked = pubResults.reduce((a, r) => a + r.acked, 0)
   const recv = subResults.reduce((a, r) => a + r.received, 0)
-  const rate = (n: number, end: number | null): number | null =>
-    firstSend !== null && end !== null && end > firstSend ? (n * 1000) / (end - firstSend) : null
+  const rate = (n: number, end: number | null): number | null => (firstSend !== null && end !== null && end > firstSend ? (n * 1000) / (end - firstSend) : null)
 
   const latencies: number[] = []
   for (const r of subResults) if (r.latencies) for (const l of r.latencies) latencies.push(l)
@@ -256,7 +253,9 @@ export function brokerCpuPerDelivery(s: LoadStats, label = 'broker CPU µs/msg')
 export function loadNotes(s: LoadStats): string[] {
   const notes: string[] = [...s.notes]
   if (s.received < s.expected) {
-    notes.push(`${s.expected - s.received} of ${s.expected} expected deliveries missing (${((100 * (s.expected - s.received)) / Math.max(1, s.expected)).toFixed(2)}%)`)
+    notes.push(
+      `${s.expected - s.received} of ${s.expected} expected deliveries missing (${((100 * (s.expected - s.received)) / Math.max(1, s.expected)).toFixed(2)}%)`
+    )
   }
   if (s.errors > 0) notes.push(`${s.errors} client errors, e.g. ${s.errorSamples.join('; ')}`)
   return notes

@@ -158,7 +158,7 @@ export function listeningPorts(pid: number): number[] {
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     try {
       const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
-      if (m) inodes.add(m[1])
+      if (m?.[1]) inodes.add(m[1])
     } catch {
       // the fd closed meanwhile
     }
@@ -175,7 +175,7 @@ export function listeningPorts(pid: number): number[] {
       const f = line.trim().split(/\s+/)
       if (f.length < 10) continue
       // f[1] local address:port (hex), f[3] state (0A = LISTEN), f[9] inode
-      if (f[3] === '0A' && inodes.has(f[9])) ports.add(parseInt(f[1].split(':')[1], 16))
+      if (f[3] === '0A' && inodes.has(f[9] ?? '')) ports.add(parseInt(f[1]?.split(':')[1] ?? '', 16))
     }
   }
   return [...ports].sort((a, b) => a - b)

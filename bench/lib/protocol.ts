@@ -84,7 +84,4 @@ export interface WorkerResult extends Progress {
 }
 
 export type FromWorker =
-  | { type: 'ready'; connected: number }
-  | ({ type: 'progress' } & Progress)
-  | ({ type: 'result' } & WorkerResult)
-  | { type: 'error'; message: string }
+  { type: 'ready'; connected: number } | ({ type: 'progress' } & Progress) | ({ type: 'result' } & WorkerResult) | { type: 'error'; message: string }

@@ -89,5 +89,5 @@ export function pick<T>(mode: Mode, values: Record<Mode, T>): T {
 export function percentile(sorted: ArrayLike<number>, p: number): number | null {
   if (sorted.length === 0) return null
   const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
-  return sorted[rank]
+  return sorted[rank] ?? null
 }

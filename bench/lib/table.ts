@@ -30,7 +30,8 @@ export function median(xs: (number | null | undefined)[]): number | null {
   const v = xs.filter((x): x is number => x !== null && x !== undefined && Number.isFinite(x)).sort((a, b) => a - b)
   if (v.length === 0) return null
   const mid = Math.floor(v.length / 2)
-  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2
+  const at = (i: number): number => v[i] ?? 0
+  return v.length % 2 ? at(mid) : (at(mid - 1) + at(mid)) / 2
 }
 
 const RATIOS: [BrokerName, BrokerName][] = [
@@ -39,15 +40,14 @@ const RATIOS: [BrokerName, BrokerName][] = [
   ['culex-none', 'mosquitto'],
   ['culex-none', 'aedes']
 ]
-const SHORT: Record<BrokerName, string> = { 'culex-fsync': 'fsync', 'culex-none': 'none', mosquitto: 'mosq', aedes: 'aedes' }
+const SHORT: Record<BrokerName, string> = { 'culex-fsync': 'fsync', 'culex-none': 'none', 'mosquitto': 'mosq', 'aedes': 'aedes' }
 
 export function renderTable(scenarios: Scenario[], brokers: BrokerName[], outcomes: Outcome[]): string {
   const ratios = RATIOS.filter(([a, b]) => brokers.includes(a) && brokers.includes(b))
   const header = ['scenario', 'metric', ...brokers.map((b) => BROKER_TITLES[b]), ...ratios.map(([a, b]) => `${SHORT[a]}/${SHORT[b]}`)]
   const rows: string[][] = []
   const all = (b: BrokerName, s: string): Outcome[] => outcomes.filter((o) => o.broker === b && o.scenario === s)
-  const metric = (b: BrokerName, s: string, key: string): number | null =>
-    median(all(b, s).map((o) => o.result?.metrics.find((x) => x.key === key)?.value))
+  const metric = (b: BrokerName, s: string, key: string): number | null => median(all(b, s).map((o) => o.result?.metrics.find((x) => x.key === key)?.value))
   for (const s of scenarios) {
     const ran = brokers.flatMap((b) => all(b, s.id))
     if (ran.length === 0) continue
@@ -70,11 +70,11 @@ export function renderTable(scenarios: Scenario[], brokers: BrokerName[], outcom
       const pct = median(all(b, s.id).map((o) => (o.result?.cpu && o.result.cpu.wallMs > 0 ? (100 * o.result.cpu[which]) / o.result.cpu.wallMs : null)))
       return pct === null ? '–' : `${Math.round(pct)}%`
     }
-    if (ran.some((o) => o.result?.cpu)) rows.push(['', 'CPU broker / clients', ...brokers.map((b) => `${cpu(b, 'brokerMs')} / ${cpu(b, 'clientMs')}`), ...ratios.map(() => '')])
+    if (ran.some((o) => o.result?.cpu))
+      rows.push(['', 'CPU broker / clients', ...brokers.map((b) => `${cpu(b, 'brokerMs')} / ${cpu(b, 'clientMs')}`), ...ratios.map(() => '')])
   }
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
-  const line = (cells: string[]): string =>
-    '| ' + cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ') + ' |'
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: string[]): string => '| ' + cells.map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ') + ' |'
   const sep = '|' + widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|'
   return [line(header), sep, ...rows.map(line)].join('\n')
 }

@@ -55,7 +55,13 @@ export const connections: Scenario = {
     for (const w of handles) w.send({ type: 'go' })
     const settled = (): number => handles.reduce((a, w) => a + w.progress.connected + w.progress.failed, 0)
     while (settled() < total) {
-      if (handles.some((w) => w.error !== null)) throw new Error(handles.map((w) => w.error).filter(Boolean).join('; '))
+      if (handles.some((w) => w.error !== null))
+        throw new Error(
+          handles
+            .map((w) => w.error)
+            .filter(Boolean)
+            .join('; ')
+        )
       if (nowMs() > ctx.deadline - 5000) {
         notes.push(`deadline: only ${settled()} of ${total} connections settled`)
         break
@@ -83,7 +89,14 @@ export const connections: Scenario = {
         { key: 'connections', label: 'connected', value: connected, unit: 'clients', better: 'higher', show: false },
         { key: 'connect_s', label: `connect ${total} (s)`, value: connectMs === null ? null : connectMs / 1000, unit: 's', better: 'lower', show: true },
         { key: 'connects_per_s', label: 'connects/s', value: connectMs ? (connected * 1000) / connectMs : null, unit: 'conn/s', better: 'higher', show: true },
-        { key: 'rss_per_conn_kib', label: 'broker RSS KiB/conn', value: connected ? (rss1 - rss0) / connected : null, unit: 'KiB', better: 'lower', show: true },
+        {
+          key: 'rss_per_conn_kib',
+          label: 'broker RSS KiB/conn',
+          value: connected ? (rss1 - rss0) / connected : null,
+          unit: 'KiB',
+          better: 'lower',
+          show: true
+        },
         { key: 'rss_after_mib', label: 'broker RSS MiB (after)', value: rss1 / 1024, unit: 'MiB', better: 'lower', show: false }
       ],
       cpu: { wallMs: t1 - t0, brokerMs: cpu1 - cpu0, clientMs: results.reduce((a, r) => a + r.cpuUserMs + r.cpuSystemMs, 0) },

@@ -34,7 +34,14 @@ export const fanout: Scenario = {
       metrics: [
         { key: 'deliveries_per_s', label: 'deliveries/s', value: s.deliveredPerSec, unit: 'deliveries/s', better: 'higher', show: true },
         brokerCpuPerDelivery(s, 'broker CPU µs/delivery'),
-        { key: 'published_per_s', label: 'published msg/s', value: s.deliveredPerSec === null ? null : s.deliveredPerSec / subscribers, unit: 'msg/s', better: 'higher', show: false }
+        {
+          key: 'published_per_s',
+          label: 'published msg/s',
+          value: s.deliveredPerSec === null ? null : s.deliveredPerSec / subscribers,
+          unit: 'msg/s',
+          better: 'higher',
+          show: false
+        }
       ],
       cpu: s.cpu,
       notes: loadNotes(s),

@@ -44,7 +44,7 @@ function latencyScenario(withLog: boolean): Scenario {
         metrics: [
           { key: 'p50_ms', label: 'p50 ms', value: percentile(sorted, 50), unit: 'ms', better: 'lower', show: true },
           { key: 'p99_ms', label: 'p99 ms', value: percentile(sorted, 99), unit: 'ms', better: 'lower', show: true },
-          { key: 'max_ms', label: 'max ms', value: sorted.length ? sorted[sorted.length - 1] : null, unit: 'ms', better: 'lower', show: true },
+          { key: 'max_ms', label: 'max ms', value: sorted[sorted.length - 1] ?? null, unit: 'ms', better: 'lower', show: true },
           { ...brokerCpuPerDelivery(s), show: false },
           { key: 'mean_ms', label: 'mean ms', value: mean, unit: 'ms', better: 'lower', show: false },
           { key: 'samples', label: 'samples', value: sorted.length, unit: 'msg', better: 'higher', show: false },

@@ -65,7 +65,15 @@ export const logAppend: Scenario = {
       metrics,
       cpu: s.cpu,
       notes,
-      details: { publishers: workers * Math.ceil(publishers / workers), window, sent: s.sent, acked: s.acked, received: s.received, records, workers: s.workers }
+      details: {
+        publishers: workers * Math.ceil(publishers / workers),
+        window,
+        sent: s.sent,
+        acked: s.acked,
+        received: s.received,
+        records,
+        workers: s.workers
+      }
     }
   }
 }

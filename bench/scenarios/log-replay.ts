@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
-import { RocksLog } from '../../src/log/rocks-log.js'
+import { RocksLog } from '../../src/log/rocks/rocks-log.js'
 import type { RecordInput, StreamConfig } from '../../src/log/types.js'
 import { Store } from '../../src/store/store.js'
 import { nowMs } from '../lib/procs.js'
@@ -53,7 +53,7 @@ async function prefill(log: RocksLog, total: number, deadline: number): Promise<
 
 async function replayInProcess(log: RocksLog, deadline: number): Promise<number> {
   let count = 0
-  for (const p of log.describeStream(LOG_STREAM).partitions) {
+  for (const p of (await log.describeStream(LOG_STREAM)).partitions) {
     let offset = p.startOffset
     while (offset < p.endOffset) {
       if (nowMs() > deadline) throw new Error('deadline reached during the in-process replay')
@@ -159,10 +159,38 @@ export const logReplay: Scenario = {
       return {
         metrics: [
           { key: 'start_empty_s', label: 'start, empty data dir (s)', value: emptyStartMs / 1000, unit: 's', better: 'lower', show: true },
-          { key: 'restart_s', label: `restart with ${total.toLocaleString('en-US')} records (s)`, value: restartMs / 1000, unit: 's', better: 'lower', show: true },
-          { key: 'http_replay_per_s', label: 'HTTP replay records/s', value: httpMs > 0 ? (httpCount * 1000) / httpMs : null, unit: 'records/s', better: 'higher', show: true },
-          { key: 'local_replay_per_s', label: 'in-process replay records/s', value: localMs > 0 ? (localCount * 1000) / localMs : null, unit: 'records/s', better: 'higher', show: true },
-          { key: 'write_per_s', label: 'in-process append records/s', value: writeMs > 0 ? (total * 1000) / writeMs : null, unit: 'records/s', better: 'higher', show: true },
+          {
+            key: 'restart_s',
+            label: `restart with ${total.toLocaleString('en-US')} records (s)`,
+            value: restartMs / 1000,
+            unit: 's',
+            better: 'lower',
+            show: true
+          },
+          {
+            key: 'http_replay_per_s',
+            label: 'HTTP replay records/s',
+            value: httpMs > 0 ? (httpCount * 1000) / httpMs : null,
+            unit: 'records/s',
+            better: 'higher',
+            show: true
+          },
+          {
+            key: 'local_replay_per_s',
+            label: 'in-process replay records/s',
+            value: localMs > 0 ? (localCount * 1000) / localMs : null,
+            unit: 'records/s',
+            better: 'higher',
+            show: true
+          },
+          {
+            key: 'write_per_s',
+            label: 'in-process append records/s',
+            value: writeMs > 0 ? (total * 1000) / writeMs : null,
+            unit: 'records/s',
+            better: 'higher',
+            show: true
+          },
           { key: 'data_mib', label: 'data dir MiB', value: bytes === null ? null : bytes / 2 ** 20, unit: 'MiB', better: 'lower', show: false }
         ],
         cpu: null,

@@ -60,7 +60,16 @@ function fanIn(qos: 0 | 1 | 2): Scenario {
         metrics,
         cpu: s.cpu,
         notes: loadNotes(s),
-        details: { publishers: workers * Math.ceil(publishers / workers), window, sent: s.sent, acked: s.acked, received: s.received, expected: s.expected, windowMs: s.publishWindowMs, workers: s.workers }
+        details: {
+          publishers: workers * Math.ceil(publishers / workers),
+          window,
+          sent: s.sent,
+          acked: s.acked,
+          received: s.received,
+          expected: s.expected,
+          windowMs: s.publishWindowMs,
+          workers: s.workers
+        }
       }
     }
   }
