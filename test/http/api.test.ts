@@ -14,6 +14,17 @@ interface Produced {
   offsets: AppendResult[]
 }
 
+/** Produces records '0', '1', ... to stream s one by one, 5 ms apart; returns their timestamps. */
+async function produceSpaced(base: string, count: number): Promise<number[]> {
+  const stamps: number[] = []
+  for (let i = 0; i < count; i++) {
+    const r = await api<Produced>(base, 'POST', '/api/v1/streams/s/records', { value: String(i), encoding: 'utf8' })
+    stamps.push(r.body.offsets[0]!.timestamp)
+    await sleep(5)
+  }
+  return stamps
+}
+
 describe('streams', () => {
   it('lists and describes streams; 404 for an unknown one', async () => {
     const h = await start([stream('s', 2, { maxRecords: 100 }), stream('t')])
@@ -78,12 +89,7 @@ describe('streams', () => {
 
   it('replays by timestamp: exactly the records from T on (ms or ISO 8601)', async () => {
     const h = await start([stream('s', 1)])
-    const stamps: number[] = []
-    for (let i = 0; i < 8; i++) {
-      const r = await api<Produced>(h.base, 'POST', '/api/v1/streams/s/records', { value: String(i), encoding: 'utf8' })
-      stamps.push(r.body.offsets[0]!.timestamp)
-      await sleep(5)
-    }
+    const stamps = await produceSpaced(h.base, 8)
     const t = stamps[5]!
     expect(stamps[4]!).toBeLessThan(t)
     for (const q of [String(t), encodeURIComponent(new Date(t).toISOString())]) {
@@ -278,12 +284,7 @@ describe('consumer groups', () => {
 
   it('resets committed offsets to earliest, latest, an offset or a time; only when the group is empty', async () => {
     const h = await start([stream('s', 1)])
-    const stamps: number[] = []
-    for (let i = 0; i < 6; i++) {
-      const r = await api<Produced>(h.base, 'POST', '/api/v1/streams/s/records', { value: String(i), encoding: 'utf8' })
-      stamps.push(r.body.offsets[0]!.timestamp)
-      await sleep(5)
-    }
+    const stamps = await produceSpaced(h.base, 6)
     const { body: m } = await api<Membership>(h.base, 'POST', `${g}/members`, { streams: ['s'] })
     const active = await api(h.base, 'POST', `${g}/reset`, { stream: 's', to: 'earliest' })
     expect(active).toMatchObject({ status: 409, body: { error: 'GROUP_ACTIVE' } })
