@@ -1,4 +1,7 @@
-import type { BatchOp, RocksLevel } from '@nxtedition/rocksdb'
+import type { BatchOp } from '@nxtedition/rocksdb'
+import type { Worker } from 'node:worker_threads'
+import { batchSize, encodeBatch } from './batch-codec.js'
+import type { CommitResult } from './commit-thread.js'
 
 export type Durability = 'fsync' | 'none'
 
@@ -15,46 +18,68 @@ interface Waiter {
   reject: (err: Error) => void
 }
 
+interface Batch {
+  ops: number
+  bytes: number
+  waiters: Waiter[]
+}
+
 /**
- * Group commit: every write issued during one turn of the event loop goes into a single
- * RocksDB batch, written once with `sync: true` (one fsync shared by all of them).
- *
- * @nxtedition/rocksdb writes a batch synchronously on the JS thread and honours `sync` only
- * on batches (not on `put`), so the commit runs from `setImmediate`: by then every socket read
- * of this turn has queued its writes, and the ones arriving while the fsync blocks the loop
- * join the next turn's batch. A write's promise resolves only after its batch is on disk
- * (`fsync`) or in RocksDB's WAL in the page cache (`none`: survives kill -9, not power loss).
+ * Group commit on a commit thread (commit-thread.ts). Writes issued while a batch is on the
+ * disk wait for the next one; the next batch is sent from `setImmediate`, when every socket read
+ * of the current event-loop turn has queued its writes. One batch is in flight at a time, so under
+ * load each fsync covers everything that arrived during the previous one, and the event loop never
+ * waits for the disk. A write's promise resolves only after its batch is on disk (`fsync`) or in
+ * RocksDB's write-ahead log in the page cache (`none`: survives kill -9, not power loss).
+ * Batches commit in the order their writes were issued.
  */
 export class GroupCommitWriter {
   private pending: BatchOp[] = []
   private waiters: Waiter[] = []
   private pendingBytes = 0
   private scheduled = false
+  private inFlight: Batch | null = null
+  private nextId = 0
   private failed: Error | null = null
   private readonly stats = { commits: 0, ops: 0, bytes: 0 }
+  private idle: Array<() => void> = []
 
   constructor(
-    private readonly db: RocksLevel,
+    private readonly thread: Worker,
     readonly durability: Durability,
     private readonly onError: (err: Error) => void = () => {}
-  ) {}
+  ) {
+    thread.on('message', (result: CommitResult) => this.committed(result))
+    thread.on('error', (err) => this.fail(err))
+    thread.on('exit', (code) => this.fail(new Error(`the commit thread exited (code ${code})`)))
+  }
 
   /** Queues ops for the next commit; resolves once they are durable. */
   write(ops: BatchOp[]): Promise<void> {
     if (this.failed) return Promise.reject(this.failed)
     for (const op of ops) {
       this.pending.push(op)
-      this.pendingBytes += op.key.length + (op.value?.length ?? 0)
+      this.pendingBytes += op.key.length + (op.type === 'put' ? op.value.length : 0)
     }
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }))
     this.schedule()
     return done
   }
 
-  /** Commits whatever is pending now (used at shutdown and by tests). */
-  flush(): Promise<void> {
-    if (this.pending.length === 0 && this.waiters.length === 0) return Promise.resolve()
+  /**
+   * Resolves once every write issued so far is durable: the barrier before an ack, for writes
+   * that were queued without waiting (see RocksPersistence). Immediate when nothing is queued.
+   */
+  barrier(): Promise<void> {
+    if (this.failed) return Promise.reject(this.failed)
+    if (this.waiters.length === 0 && this.pending.length === 0 && !this.inFlight) return Promise.resolve()
     return this.write([])
+  }
+
+  /** Commits whatever is pending and waits for it (shutdown, tests). */
+  async flush(): Promise<void> {
+    if (this.pending.length > 0 || this.waiters.length > 0) await this.write([])
+    while (this.inFlight) await new Promise<void>((resolve) => this.idle.push(resolve))
   }
 
   getStats(): GroupCommitStats {
@@ -62,39 +87,75 @@ export class GroupCommitWriter {
   }
 
   private schedule(): void {
-    if (this.scheduled) return
+    if (this.scheduled || this.inFlight) return
     this.scheduled = true
-    setImmediate(() => this.commit())
+    setImmediate(() => this.send())
   }
 
-  private commit(): void {
+  private send(): void {
     this.scheduled = false
+    if (this.inFlight || this.waiters.length === 0) return
     const ops = this.pending
     const waiters = this.waiters
     const bytes = this.pendingBytes
     this.pending = []
     this.waiters = []
     this.pendingBytes = 0
-    if (waiters.length === 0) return
-    const settle = (err: Error | null): void => {
-      if (err) {
-        this.failed = err
-        this.onError(err)
-        for (const w of waiters) w.reject(err)
-        return
-      }
-      this.stats.commits++
-      this.stats.ops += ops.length
-      this.stats.bytes += bytes
-      for (const w of waiters) w.resolve()
-    }
-    if (ops.length === 0) {
-      settle(null)
+    if (this.failed) {
+      for (const w of waiters) w.reject(this.failed)
       return
     }
-    this.db.batch(ops, { sync: this.durability === 'fsync' }).then(
-      () => settle(null),
-      (err: unknown) => settle(err instanceof Error ? err : new Error(String(err)))
-    )
+    const batch: Batch = { ops: ops.length, bytes, waiters }
+    if (ops.length === 0) {
+      // a barrier with nothing new to write: it waits for nothing but what is already committed
+      this.settle(batch, null)
+      return
+    }
+    this.inFlight = batch
+    const size = batchSize(ops)
+    const buffer = encodeBatch(ops, size)
+    this.thread.ref() // a batch on its way keeps the process alive until it is answered
+    this.thread.postMessage({ id: ++this.nextId, buffer, sync: this.durability === 'fsync' }, [buffer])
+  }
+
+  private committed(result: CommitResult): void {
+    const batch = this.inFlight
+    if (!batch) return
+    this.inFlight = null
+    this.thread.unref()
+    const err = result.error ? Object.assign(new Error(`RocksDB write failed: ${result.error.message}`), { code: result.error.code }) : null
+    this.settle(batch, err)
+    for (const resolve of this.idle.splice(0)) resolve()
+    if (this.waiters.length > 0) this.schedule()
+  }
+
+  private settle(batch: Batch, err: Error | null): void {
+    if (err) {
+      this.fail(err)
+      for (const w of batch.waiters) w.reject(err)
+      return
+    }
+    this.stats.commits++
+    this.stats.ops += batch.ops
+    this.stats.bytes += batch.bytes
+    for (const w of batch.waiters) w.resolve()
+  }
+
+  /** Once a write failed, every later write fails too: nothing is acknowledged that was not stored. */
+  private fail(err: Error): void {
+    if (this.failed) return
+    this.failed = err
+    this.onError(err)
+    const batch = this.inFlight
+    this.inFlight = null
+    if (batch) for (const w of batch.waiters) w.reject(err)
+    for (const resolve of this.idle.splice(0)) resolve()
+  }
+
+  /** Stops the commit thread (after flush). */
+  async close(): Promise<void> {
+    await this.flush()
+    this.thread.removeAllListeners('exit')
+    await this.thread.terminate()
   }
 }

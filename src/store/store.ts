@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { RocksLevel } from '@nxtedition/rocksdb'
 import type { BatchOp, RangeOptions } from '@nxtedition/rocksdb'
+import { startCommitThread } from './commit-thread.js'
 import { GroupCommitWriter, type Durability } from './group-commit.js'
 import { key } from './keys.js'
 
@@ -29,7 +30,7 @@ export class Store {
     const location = join(options.dataDir, 'culex.rocksdb')
     const db = new RocksLevel(location, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
     await db.open()
-    const store = new Store(db, new GroupCommitWriter(db, options.durability, options.onWriteError), location)
+    const store = new Store(db, new GroupCommitWriter(startCommitThread(db.handle), options.durability, options.onWriteError), location)
     await store.checkSchema()
     return store
   }
@@ -41,6 +42,11 @@ export class Store {
   /** Resolves once `ops` are committed with the store's durability (see GroupCommitWriter). */
   write(ops: BatchOp[]): Promise<void> {
     return this.writer.write(ops)
+  }
+
+  /** Resolves once every write issued so far is committed. */
+  barrier(): Promise<void> {
+    return this.writer.barrier()
   }
 
   async get(k: Buffer): Promise<Buffer | undefined> {
@@ -76,7 +82,8 @@ export class Store {
   }
 
   async close(): Promise<void> {
-    await this.writer.flush()
+    // the commit thread shares the native database: it stops before the database closes
+    await this.writer.close()
     await this.db.close()
   }
 
@@ -89,7 +96,7 @@ export class Store {
     }
     const version = Number(current.toString())
     if (version !== SCHEMA_VERSION) {
-      await this.db.close()
+      await this.close()
       throw new Error(`data dir ${this.location} has schema version ${version}; this Culex reads version ${SCHEMA_VERSION}`)
     }
   }

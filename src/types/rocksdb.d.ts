@@ -1,10 +1,6 @@
 // Minimal typings for the parts of @nxtedition/rocksdb (abstract-level 1 API) that Culex uses.
 declare module '@nxtedition/rocksdb' {
-  export interface BatchOp {
-    type: 'put' | 'del'
-    key: Buffer
-    value?: Buffer
-  }
+  export type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer }
   export interface RangeOptions {
     gt?: Buffer
     gte?: Buffer
@@ -33,6 +29,8 @@ declare module '@nxtedition/rocksdb' {
     constructor(location: string, options?: OpenOptions)
     readonly status: 'opening' | 'open' | 'closing' | 'closed'
     readonly location: string
+    /** The native database, for a second handle on another thread (the binding's db_init). */
+    readonly handle: bigint
     open(options?: OpenOptions): Promise<void>
     close(): Promise<void>
     get(key: Buffer): Promise<Buffer>
