@@ -112,10 +112,18 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
           qos2Admissions.settled(ctx.clientId, ctx.messageId)
         }
       }
-      if (!hooks.hasPublished) return void done()
+      // QoS 1/2 are acknowledged after this: every write the publish queued (retained, offline
+      // copies, QoS 2 state) is made durable by one barrier, while the hooks (the log) finish
+      const barrier = packet.qos > 0 ? options.store.barrier() : null
+      if (!hooks.hasPublished) {
+        if (barrier) barrier.then(() => done(), done)
+        else done()
+        return
+      }
       // aedes passes no client for its own publishes, whatever its types say
       ctx ??= context(packet, (client as Client | null)?.id ?? null, internal.get(packet) ?? 'broker', false)
-      hooks.published(ctx).then(() => done(), done)
+      const published = hooks.published(ctx)
+      void (barrier ? Promise.all([barrier, published]) : published).then(() => done(), done)
     }
   }
   if (options.brokerId) aedesOptions.id = options.brokerId

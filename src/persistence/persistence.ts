@@ -2,9 +2,14 @@
 //
 // Semantics follow aedes-persistence/asyncPersistence.js (the memory persistence) call for call;
 // what differs is where the state lives:
-// - RocksDB is the source of truth. Every mutating method resolves only once its batch is
-//   committed through Store#write (group commit, fsync with durability 'fsync'): QoS 1/2 acks
-//   wait on storeRetained / outgoingEnqueueCombi / incomingStorePacket etc.
+// - RocksDB is the source of truth. Every write goes through Store#write (group commit, fsync
+//   with durability 'fsync').
+// - The writes of the publish path (storeRetained, outgoingEnqueue(Combi), incomingStorePacket)
+//   resolve as soon as they are queued: the broker waits for them all at once, with one barrier
+//   (Store#barrier) before the PUBACK / PUBREC, instead of one commit after another (a retained
+//   QoS 1 publish with offline subscribers used to wait for two fsyncs in a row). Every other
+//   mutating method (subscriptions before SUBACK, wills before CONNACK, PUBREL's delete before
+//   PUBCOMP, the queue changes of deliveries) resolves only once its batch is committed.
 // - Retained messages, subscriptions, wills and incoming QoS 2 packets are also kept in memory and
 //   read from there, as the memory persistence does; load() rebuilds them from RocksDB.
 // - Outgoing (offline) queues can be large, so their packets stay in RocksDB: offline-queues.ts.
@@ -143,12 +148,12 @@ export class RocksPersistence {
     if (payloadLength(packet.payload) === 0) {
       if (!this.#retained.delete(topic)) return
       this.#retainedTree.delete(topic)
-      await this.#commit([{ type: 'del', key: key('r', topic) }])
+      this.#queue([{ type: 'del', key: key('r', topic) }])
       return
     }
     if (!this.#retained.has(topic)) this.#retainedTree.add(topic)
     this.#retained.set(topic, packet)
-    await this.#commit([{ type: 'put', key: key('r', topic), value: encodePacket(packet) }])
+    this.#queue([{ type: 'put', key: key('r', topic), value: encodePacket(packet) }])
   }
 
   createRetainedStreamCombi(patterns: string[]): Readable {
@@ -225,11 +230,11 @@ export class RocksPersistence {
   // --- outgoing ---
 
   async outgoingEnqueue(sub: { clientId: string }, packet: PersistencePacket): Promise<void> {
-    await this.#queues.enqueue([sub], packet)
+    this.#queues.enqueue([sub], packet).catch(noop) // settled by the broker's barrier
   }
 
   async outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: PersistencePacket): Promise<void> {
-    await this.#queues.enqueue(subs, packet)
+    this.#queues.enqueue(subs, packet).catch(noop) // settled by the broker's barrier
   }
 
   async outgoingUpdate(client: PersistenceClient, packet: PersistencePacket): Promise<void> {
@@ -257,7 +262,7 @@ export class RocksPersistence {
       this.#incoming.set(client.id, packets)
     }
     packets.set(messageId, stored)
-    await this.#commit([{ type: 'put', key: incomingKey(client.id, messageId), value: encodePacket(stored) }])
+    this.#queue([{ type: 'put', key: incomingKey(client.id, messageId), value: encodePacket(stored) }])
   }
 
   async incomingGetPacket(client: PersistenceClient, packet: PersistencePacket): Promise<StoredPacket> {
@@ -341,6 +346,14 @@ export class RocksPersistence {
     this.#queues.clear()
   }
 
+  /**
+   * Queues `ops` without waiting: the broker's barrier before the ack makes them durable. A failed
+   * write fails every later one too (the Store stops), so the barrier reports it and no ack goes out.
+   */
+  #queue(ops: BatchOp[]): void {
+    this.#store.write(ops).catch(noop)
+  }
+
   /** Commits `ops` through the store's group commit; resolves once durable. */
   #commit(ops: BatchOp[]): Promise<void> {
     return ops.length === 0 ? Promise.resolve() : this.#store.write(ops)
@@ -348,3 +361,5 @@ export class RocksPersistence {
 }
 
 const NO_SUCH_INCOMING_PACKET: Error = new Error('no such packet')
+
+const noop = (): void => {}

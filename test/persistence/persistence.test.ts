@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Store } from '../../src/store/store.js'
+import type { GroupCommitStats } from '../../src/store/group-commit.js'
 import { RocksPersistence, type PersistencePacket, type StoredPacket } from '../../src/persistence/persistence.js'
 import { decodePacket, encodePacket } from '../../src/persistence/packet-codec.js'
 
@@ -304,15 +305,23 @@ describe('RocksPersistence restart recovery', () => {
     expect((await p.subscriptionsByClient({ id: 'cl!ent/ü/😀!' })).length).toBe(2)
   })
 
-  it('resolves writes only once they are committed to RocksDB', async () => {
+  it('queues the writes of the publish path for the barrier, and resolves the others once committed', async () => {
     const node = await Node.start()
     const p = node.persistence
-    const before = node.store.writer.getStats().commits
-    const stored = p.storeRetained({ cmd: 'publish', topic: 'a', payload: Buffer.from('x'), qos: 1, retain: true })
-    expect(node.store.writer.getStats().pendingOps).toBe(1)
-    await stored
-    expect(node.store.writer.getStats().pendingOps).toBe(0)
-    expect(node.store.writer.getStats().commits).toBe(before + 1)
+    const stats = (): GroupCommitStats => node.store.writer.getStats()
+    const before = stats().commits
+    // publish path: resolved at once, durable at the broker's barrier (one for the whole publish)
+    await p.storeRetained({ cmd: 'publish', topic: 'a', payload: Buffer.from('x'), qos: 1, retain: true })
+    await p.outgoingEnqueueCombi([{ clientId: 'off' }], { cmd: 'publish', topic: 'a', payload: Buffer.from('x'), qos: 1, brokerId: 'b', brokerCounter: 9 })
+    await p.incomingStorePacket({ id: 'q2' }, { cmd: 'publish', topic: 'a', payload: Buffer.from('x'), qos: 2, messageId: 1 })
+    expect(stats()).toMatchObject({ commits: before, pendingOps: 3 })
+    await node.store.barrier()
+    expect(stats()).toMatchObject({ commits: before + 1, pendingOps: 0 })
+    // everything else: resolved once committed
+    await p.addSubscriptions({ id: 'sub' }, [{ topic: 'x/#', qos: 1 }])
+    expect(stats()).toMatchObject({ commits: before + 2, pendingOps: 0 })
+    await p.incomingDelPacket({ id: 'q2' }, { messageId: 1 })
+    expect(stats()).toMatchObject({ commits: before + 3, pendingOps: 0 })
     // reading a queue while its writes are still pending sees them
     const client = { id: 'c' }
     const base = { cmd: 'publish', topic: 't', qos: 1, brokerId: 'b' }
