@@ -169,7 +169,7 @@ export class OfflineQueues {
     const mine: Array<[string, PendingValue]> = []
     for (const op of ops) {
       if (op.key[0] === 0x6f /* 'o' */ && op.key[1] === 0x00) {
-        const entry: PendingValue = { value: op.type === 'put' ? (op.value ?? null) : null }
+        const entry: PendingValue = { value: op.type === 'put' ? op.value : null }
         const k = op.key.toString('latin1')
         this.#pending.set(k, entry)
         mine.push([k, entry])
