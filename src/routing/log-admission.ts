@@ -54,15 +54,17 @@ export class LogAdmission implements BrokerHook {
     return publish.origin === 'replay' ? [] : this.router.match(publish.topic)
   }
 
-  private async append(publish: PublishContext, routes: RouteConfig[]): Promise<void> {
+  private append(publish: PublishContext, routes: RouteConfig[]): Promise<void> {
+    // one route is the common case: one promise, no Promise.all
+    if (routes.length === 1 && routes[0]) return this.appendTo(publish, routes[0])
+    return Promise.all(routes.map((route) => this.appendTo(publish, route))).then(noop)
+  }
+
+  private appendTo(publish: PublishContext, route: RouteConfig): Promise<void> {
     const { topic, qos, clientId, payload: value } = publish
-    await Promise.all(
-      routes.map((route) =>
-        this.log.append(route.stream, [{ key: keyFor(route, topic, clientId), value, topic, qos, clientId, headers: {} }]).then(noop, (err: unknown) => {
-          this.logger.error({ err, stream: route.stream, topic, clientId, qos }, 'log append failed')
-          throw err
-        })
-      )
-    )
+    return this.log.append(route.stream, [{ key: keyFor(route, topic, clientId), value, topic, qos, clientId }]).then(noop, (err: unknown) => {
+      this.logger.error({ err, stream: route.stream, topic, clientId, qos }, 'log append failed')
+      throw err
+    })
   }
 }

@@ -43,6 +43,7 @@ export class GroupCommitWriter {
   private failed: Error | null = null
   private readonly stats = { commits: 0, ops: 0, bytes: 0 }
   private idle: Array<() => void> = []
+  private readonly contributors: Array<() => BatchOp[]> = []
 
   constructor(
     private readonly thread: Worker,
@@ -82,6 +83,14 @@ export class GroupCommitWriter {
     while (this.inFlight) await new Promise<void>((resolve) => this.idle.push(resolve))
   }
 
+  /**
+   * Adds ops to every batch, computed when the batch is sent: state that many writes of one
+   * window change (a log partition's head) is written once per batch, not once per write.
+   */
+  contribute(ops: () => BatchOp[]): void {
+    this.contributors.push(ops)
+  }
+
   getStats(): GroupCommitStats {
     return { ...this.stats, pendingOps: this.pending.length, pendingBytes: this.pendingBytes }
   }
@@ -95,6 +104,7 @@ export class GroupCommitWriter {
   private send(): void {
     this.scheduled = false
     if (this.inFlight || this.waiters.length === 0) return
+    for (const contributor of this.contributors) for (const op of contributor()) this.pending.push(op)
     const ops = this.pending
     const waiters = this.waiters
     const bytes = this.pendingBytes

@@ -44,6 +44,11 @@ export class Store {
     return this.writer.write(ops)
   }
 
+  /** Adds ops to every commit, computed as it is sent (see GroupCommitWriter#contribute). */
+  contribute(ops: () => BatchOp[]): void {
+    this.writer.contribute(ops)
+  }
+
   /** Resolves once every write issued so far is committed. */
   barrier(): Promise<void> {
     return this.writer.barrier()

@@ -20,6 +20,26 @@ abstractLogSuite('RocksLog', {
   enforceRetention: async (log, now) => void (await log.applyRetention(now))
 })
 
+describe('RocksLog appends', () => {
+  it('writes a partition head once per commit, however many appends the commit holds', async () => {
+    const store = await openStore()
+    const log = await RocksLog.open(store, [stream('s', 2)], { retentionIntervalMs: 0 })
+    const before = store.writer.getStats()
+    // 500 appends in one event-loop turn: one commit
+    await Promise.all(Array.from({ length: 500 }, (_, i) => log.append('s', [{ key: null, value: Buffer.from(String(i)) }], i % 2)))
+    const after = store.writer.getStats()
+    expect(after.commits - before.commits).toBe(1)
+    // 500 records, one head per partition, one time-index entry per partition
+    expect(after.ops - before.ops).toBe(500 + 2 + 2)
+    await log.close()
+    // the heads were stored: a reopened log has the same ends and bytes
+    const info = await log.describeStream('s')
+    const reopened = await RocksLog.open(store, [], { retentionIntervalMs: 0 })
+    expect(await reopened.describeStream('s')).toEqual(info)
+    await reopened.close()
+  })
+})
+
 describe('RocksLog retention', () => {
   it('counts what it deletes', async () => {
     const log = await RocksLog.open(await openStore(), [stream('s', 1, { maxRecords: 10 })], { retentionIntervalMs: 0 })

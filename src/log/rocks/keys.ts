@@ -4,6 +4,18 @@ import { key, prefixRange, trailingU64, u32, u64 } from '../../store/keys.js'
 // big-endian, so a partition's records sort by offset and its time index by timestamp.
 
 export const recordKey = (stream: string, partition: number, offset: number): Buffer => key('l', stream, u32(partition), u64(offset))
+
+/** `l, stream, partition, 0x00`: the fixed start of a partition's record keys, built once per partition. */
+export const recordKeyPrefix = (stream: string, partition: number): Buffer => recordRange(stream, partition).gte
+
+/** A record key from its partition's prefix: one allocation, no concatenation (the append hot path). */
+export function recordKeyAt(prefix: Buffer, offset: number): Buffer {
+  const k = Buffer.allocUnsafe(prefix.length + 8)
+  prefix.copy(k, 0)
+  k.writeUInt32BE(Math.floor(offset / 2 ** 32), prefix.length)
+  k.writeUInt32BE(offset >>> 0, prefix.length + 4)
+  return k
+}
 export const recordRange = (stream: string, partition: number): { gte: Buffer; lt: Buffer } => prefixRange('l', stream, u32(partition))
 
 export const timeIndexKey = (stream: string, partition: number, ts: number): Buffer => key('lt', stream, u32(partition), u64(ts))

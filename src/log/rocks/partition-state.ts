@@ -1,10 +1,12 @@
 import type { BatchOp } from '@nxtedition/rocksdb'
 import type { Store } from '../../store/store.js'
-import { partitionHeadKey, offsetOf, recordRange, timeIndexRange } from './keys.js'
+import { offsetOf, partitionHeadKey, recordKeyPrefix, recordRange, timeIndexRange } from './keys.js'
 import { recordTimestamp } from './record-codec.js'
 
 /** What RocksLog keeps in memory per partition; rebuilt from RocksDB at open. */
 export interface PartitionState {
+  /** `l, stream, partition, 0x00`: record keys are this plus the offset. */
+  keyPrefix: Buffer
   start: number
   /** Offset the next append gets (records below it may still be committing). */
   next: number
@@ -21,6 +23,7 @@ export async function loadPartition(store: Store, stream: string, partition: num
   const headValue = await store.get(partitionHeadKey(stream, partition))
   const head = headValue ? (JSON.parse(headValue.toString('utf8')) as { start: number; bytes: number }) : { start: 0, bytes: 0 }
   const state: PartitionState = {
+    keyPrefix: recordKeyPrefix(stream, partition),
     start: head.start,
     next: head.start,
     end: head.start,

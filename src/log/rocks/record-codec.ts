@@ -19,29 +19,42 @@ export interface StoredRecord {
   value: Buffer
 }
 
-function stringBytes(s: string | null): Buffer | null {
-  if (s === null) return null
-  const b = Buffer.from(s, 'utf8')
-  if (b.length >= NULL_STRING) throw new RangeError(`string of ${b.length} bytes is too long for a log record field`)
-  return b
+function byteLength(s: string | null): number {
+  if (s === null) return 0
+  const n = Buffer.byteLength(s, 'utf8')
+  if (n >= NULL_STRING) throw new RangeError(`string of ${n} bytes is too long for a log record field`)
+  return n
 }
 
+function writeString(out: Buffer, at: number, s: string | null, length: number): number {
+  out.writeUInt16BE(s === null ? NULL_STRING : length, at)
+  if (s !== null) out.write(s, at + 2, length, 'utf8')
+  return at + 2 + length
+}
+
+/** One allocation and one pass: strings are written in place, the timestamp as two u32. */
 export function encodeRecord(r: StoredRecord): Buffer {
-  const topic = stringBytes(r.topic)
-  const key = stringBytes(r.key)
-  const clientId = stringBytes(r.clientId)
-  const headers = Object.keys(r.headers).length > 0 ? Buffer.from(JSON.stringify(r.headers), 'utf8') : null
-  const size = 1 + 1 + 8 + 2 * 3 + (topic?.length ?? 0) + (key?.length ?? 0) + (clientId?.length ?? 0) + 4 + (headers?.length ?? 0) + r.value.length
-  const out = Buffer.allocUnsafe(size)
-  let at = out.writeUInt8(VERSION, 0)
-  at = out.writeUInt8(r.qos, at)
-  at = out.writeBigUInt64BE(BigInt(r.timestamp), at)
-  for (const s of [topic, key, clientId]) {
-    at = out.writeUInt16BE(s === null ? NULL_STRING : s.length, at)
-    if (s) at += s.copy(out, at)
+  const topicLength = byteLength(r.topic)
+  const keyLength = byteLength(r.key)
+  const clientIdLength = byteLength(r.clientId)
+  let headers: string | null = null
+  for (const _ in r.headers) {
+    headers = JSON.stringify(r.headers)
+    break
   }
-  at = out.writeUInt32BE(headers?.length ?? 0, at)
-  if (headers) at += headers.copy(out, at)
+  const headersLength = headers === null ? 0 : Buffer.byteLength(headers, 'utf8')
+  const size = 1 + 1 + 8 + 6 + topicLength + keyLength + clientIdLength + 4 + headersLength + r.value.length
+  const out = Buffer.allocUnsafe(size)
+  out[0] = VERSION
+  out[1] = r.qos
+  out.writeUInt32BE(Math.floor(r.timestamp / 2 ** 32), 2)
+  out.writeUInt32BE(r.timestamp >>> 0, 6)
+  let at = writeString(out, 10, r.topic, topicLength)
+  at = writeString(out, at, r.key, keyLength)
+  at = writeString(out, at, r.clientId, clientIdLength)
+  out.writeUInt32BE(headersLength, at)
+  at += 4
+  if (headers !== null) at += out.write(headers, at, headersLength, 'utf8')
   r.value.copy(out, at)
   return out
 }

@@ -16,7 +16,7 @@ import {
   type StreamInfo
 } from '../types.js'
 import { AppendWaiters } from './append-waiters.js'
-import { commitKey, commitRange, offsetOf, parseCommitKey, readU64Value, recordKey, streamConfigKey, streamConfigRange, u64Value } from './keys.js'
+import { commitKey, commitRange, offsetOf, parseCommitKey, readU64Value, recordKey, recordKeyAt, streamConfigKey, streamConfigRange, u64Value } from './keys.js'
 import { headOp, loadPartition, type PartitionState } from './partition-state.js'
 import { decodeRecord, encodeRecord } from './record-codec.js'
 import { planRetention } from './retention.js'
@@ -39,11 +39,24 @@ export class RocksLog implements Log {
   private readonly streams = new Map<string, StreamState>()
   private readonly commits = new Map<string, number>()
   private readonly waiters = new AppendWaiters()
+  /** Partitions appended to since the last commit was sent: their heads go into the next one. */
+  private readonly dirty = new Map<PartitionState, [string, number]>()
   private retentionTimer: NodeJS.Timeout | undefined
   private retentionRunning: Promise<number> | null = null
   private closed = false
 
-  private constructor(private readonly store: Store) {}
+  private constructor(private readonly store: Store) {
+    // a partition's head (start offset, bytes) is written once per commit, not once per append
+    store.contribute(() => this.dirtyHeads())
+  }
+
+  private dirtyHeads(): BatchOp[] {
+    if (this.dirty.size === 0) return []
+    const ops: BatchOp[] = []
+    for (const [state, [stream, p]] of this.dirty) ops.push(headOp(stream, p, state))
+    this.dirty.clear()
+    return ops
+  }
 
   /** Opens the log: loads stored streams and commits, then ensures the configured streams. */
   static async open(store: Store, streams: StreamConfig[] = [], options: RocksLogOptions = {}): Promise<RocksLog> {
@@ -135,8 +148,9 @@ export class RocksLog implements Log {
         headers: input.headers ?? {},
         value: input.value
       })
-      const k = recordKey(stream, p, offset)
+      const k = recordKeyAt(state.keyPrefix, offset)
       ops.push({ type: 'put', key: k, value })
+      if (!this.dirty.has(state)) this.dirty.set(state, [stream, p])
       state.bytes += k.length + value.length
       state.lastTimestamp = timestamp
       const entry = indexEntry(stream, p, state, offset, timestamp)
@@ -144,7 +158,6 @@ export class RocksLog implements Log {
       touched.add(p)
       results.push({ partition: p, offset, timestamp })
     }
-    for (const p of touched) ops.push(headOp(stream, p, this.partition(s, p)))
     await this.store.write(ops)
     // The writer commits in call order, so everything below these offsets is durable now.
     for (const r of results) {
