@@ -30,7 +30,7 @@ import { renderProfile, summarizeProfile, type ProfileSummary } from './lib/cpup
 import { installCleanup, isAlive, nofileLimit, nowMs, sleep, WANTED_NOFILE } from './lib/procs.js'
 import type { Mode, Scenario, ScenarioContext, ScenarioResult, Tuning } from './lib/scenario.js'
 import { renderNotes, renderTable, type Outcome } from './lib/table.js'
-import { WORKER_JS, WorkerSet } from './lib/workers.js'
+import { RAW_WORKER_JS, WORKER_JS, WorkerSet } from './lib/workers.js'
 import { SCENARIOS } from './scenarios/index.js'
 
 const USAGE = `usage: node dist/bench/run.js [options]   (npm run bench -- [options])
@@ -41,7 +41,11 @@ const USAGE = `usage: node dist/bench/run.js [options]   (npm run bench -- [opti
   --profile            run Culex under node --cpu-prof and print its hot spots
   --rounds <n>         run everything n times; the table shows medians (default: 1 quick, 3 otherwise)
   --publishers <n>     publisher clients in qos0/qos1/qos2 (default 8)
-  --window <n>         in-flight window per publisher in qos1/qos2 (default 16)
+  --window <n>         in-flight window per publisher in qos1/qos2 (default 16) and raw-* (default 64)
+  --pub-procs <n>      raw-*: publisher processes (default 2); --publishers sets their connections (default 8)
+  --sub-procs <n>      raw-*: subscriber processes (default 1)
+  --sub-conns <n>      raw-*: subscriber connections per subscriber process (default 1); several split the topics
+  --read-pause <ms>    raw-*: a load socket stops reading this long after each read, to batch (default 2; 0 = never)
   --out <file>         results JSON (default: bench/results/<timestamp>.json)
   --help`
 
@@ -52,16 +56,20 @@ function fail(message: string): never {
 
 const { values } = parseArgs({
   options: {
-    quick: { type: 'boolean', default: false },
-    full: { type: 'boolean', default: false },
-    brokers: { type: 'string' },
-    only: { type: 'string' },
-    profile: { type: 'boolean', default: false },
-    out: { type: 'string' },
-    publishers: { type: 'string' },
-    rounds: { type: 'string' },
-    window: { type: 'string' },
-    help: { type: 'boolean', default: false }
+    'quick': { type: 'boolean', default: false },
+    'full': { type: 'boolean', default: false },
+    'brokers': { type: 'string' },
+    'only': { type: 'string' },
+    'profile': { type: 'boolean', default: false },
+    'out': { type: 'string' },
+    'publishers': { type: 'string' },
+    'rounds': { type: 'string' },
+    'window': { type: 'string' },
+    'pub-procs': { type: 'string' },
+    'sub-procs': { type: 'string' },
+    'sub-conns': { type: 'string' },
+    'read-pause': { type: 'string' },
+    'help': { type: 'boolean', default: false }
   },
   strict: true
 })
@@ -88,11 +96,24 @@ function positive(name: string, raw: string | undefined): number | undefined {
   if (!Number.isInteger(n) || n < 1 || n > 10_000) fail(`--${name} must be an integer 1-10000`)
   return n
 }
+function readPause(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n < 0 || n > 100) fail('--read-pause must be an integer 0-100 (ms)')
+  return n
+}
 const rounds = positive('rounds', values.rounds) ?? (mode === 'quick' ? 1 : 3)
-const tuning: Tuning = { publishers: positive('publishers', values.publishers), window: positive('window', values.window) }
+const tuning: Tuning = {
+  publishers: positive('publishers', values.publishers),
+  window: positive('window', values.window),
+  pubProcesses: positive('pub-procs', values['pub-procs']),
+  subProcesses: positive('sub-procs', values['sub-procs']),
+  subConnections: positive('sub-conns', values['sub-conns']),
+  readPauseMs: readPause(values['read-pause'])
+}
 const scenarios = SCENARIOS.filter((s) => !only || only.includes(s.id))
 
-for (const f of [CULEX_CLI, AEDES_SERVER, WORKER_JS]) if (!existsSync(f)) fail(`${f} is missing: run npm run build first`)
+for (const f of [CULEX_CLI, AEDES_SERVER, WORKER_JS, RAW_WORKER_JS]) if (!existsSync(f)) fail(`${f} is missing: run npm run build first`)
 if (brokers.includes('mosquitto') && !mosquittoPath()) fail('mosquitto is not installed: run node test/provision.mjs --bench')
 
 installCleanup()

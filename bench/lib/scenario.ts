@@ -14,6 +14,8 @@ export interface Metric {
   better: 'higher' | 'lower'
   /** shown in the table (others only go to the JSON file) */
   show?: boolean
+  /** false: no ratio columns on this row (a number about the load generator, not the broker) */
+  ratio?: boolean
 }
 
 export interface CpuReport {
@@ -46,7 +48,7 @@ export interface ScenarioContext {
   /** the scenario's hard deadline (ms, on nowMs()); loops must end before it */
   deadline: number
   log(line: string): void
-  /** overrides from the command line (--publishers, --window) */
+  /** overrides from the command line (--publishers, --window, --pub-procs, --sub-procs, --sub-conns, --read-pause) */
   tuning: Tuning
 }
 
@@ -55,6 +57,14 @@ export interface Tuning {
   publishers?: number
   /** in-flight window per publisher in the qos1/qos2 scenarios */
   window?: number
+  /** raw scenarios: publisher processes (default 2) */
+  pubProcesses?: number
+  /** raw scenarios: subscriber processes (default 1) */
+  subProcesses?: number
+  /** raw scenarios: subscriber connections per subscriber process; several split the topics between them */
+  subConnections?: number
+  /** raw scenarios: a socket stops reading for this long (ms) after a read, so reads and writes batch; 0 = never */
+  readPauseMs?: number
 }
 
 export interface Scenario {

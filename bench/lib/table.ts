@@ -61,7 +61,7 @@ export function renderTable(scenarios: Scenario[], brokers: BrokerName[], outcom
         first ? s.id : '',
         m.better === 'lower' ? `${m.label} (lower is better)` : m.label,
         ...values.map(fmt),
-        ...ratios.map(([a, b]) => ratio(byBroker.get(a), byBroker.get(b)))
+        ...ratios.map(([a, b]) => (m.ratio === false ? '' : ratio(byBroker.get(a), byBroker.get(b))))
       ])
       first = false
     }

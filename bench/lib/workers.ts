@@ -3,11 +3,13 @@ import type { ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { killChild, spawnTracked } from './procs.js'
 import { ROOT } from './brokers.js'
-import type { FromWorker, Progress, Task, ToWorker, WorkerResult } from './protocol.js'
+import type { AnyTask, FromWorker, Progress, RawTask, Task, ToWorker, WorkerResult } from './protocol.js'
 
 export const WORKER_JS = join(ROOT, 'dist/bench/worker.js')
+/** the raw-socket load generator (bench/raw/worker.ts): pre-encoded packets, no MQTT.js */
+export const RAW_WORKER_JS = join(ROOT, 'dist/bench/raw/worker.js')
 
-export class WorkerHandle {
+export class WorkerHandle<T extends AnyTask = Task> {
   progress: Progress = { sent: 0, acked: 0, received: 0, connected: 0, failed: 0, pubDone: false }
   result: WorkerResult | null = null
   error: string | null = null
@@ -18,7 +20,7 @@ export class WorkerHandle {
 
   private constructor(
     readonly index: number,
-    readonly task: Task,
+    readonly task: T,
     readonly child: ChildProcess
   ) {
     child.on('message', (msg: FromWorker) => this.handle(msg))
@@ -29,8 +31,8 @@ export class WorkerHandle {
     })
   }
 
-  static spawn(index: number, task: Task): WorkerHandle {
-    const child = spawnTracked(process.execPath, [WORKER_JS], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  static spawn<T extends AnyTask>(index: number, task: T, script: string): WorkerHandle<T> {
+    const child = spawnTracked(process.execPath, [script], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     return new WorkerHandle(index, task, child)
   }
 
@@ -68,7 +70,7 @@ export class WorkerHandle {
     return new Promise((res) => this.waiters.push(res))
   }
 
-  send(msg: ToWorker): void {
+  send(msg: ToWorker<T>): void {
     if (!this.exited && this.child.connected) this.child.send(msg)
   }
 
@@ -99,11 +101,18 @@ export class WorkerHandle {
 
 /** Every worker a scenario started, so the runner can kill them when a scenario fails or times out. */
 export class WorkerSet {
-  readonly all: WorkerHandle[] = []
+  readonly all: WorkerHandle<AnyTask>[] = []
   private next = 0
 
   spawn(task: Task): WorkerHandle {
-    const w = WorkerHandle.spawn(this.next++, task)
+    const w = WorkerHandle.spawn(this.next++, task, WORKER_JS)
+    this.all.push(w)
+    return w
+  }
+
+  /** A raw-socket load worker (dist/bench/raw/worker.js), driven over the same IPC protocol. */
+  spawnRaw<T extends RawTask>(task: T): WorkerHandle<T> {
+    const w = WorkerHandle.spawn(this.next++, task, RAW_WORKER_JS)
     this.all.push(w)
     return w
   }
