@@ -13,7 +13,10 @@ import { parseArgs } from 'node:util'
 import {
   AEDES_SERVER,
   BROKER_TITLES,
+  ALL_BROKERS,
   BROKERS,
+  isCulex,
+  setBaseline,
   CULEX_CLI,
   culexArgs,
   mosquittoConfig,
@@ -36,7 +39,8 @@ import { SCENARIOS } from './scenarios/index.js'
 const USAGE = `usage: node dist/bench/run.js [options]   (npm run bench -- [options])
   --quick              short run, about a minute (2,000 connections)
   --full               long run (50,000 connections)
-  --brokers <list>     comma-separated, from ${BROKERS.join(', ')} (default: all)
+  --brokers <list>     comma-separated, from ${ALL_BROKERS.join(', ')} (default: ${BROKERS.join(', ')})
+  --baseline <dir>     another built Culex checkout, run as base-fsync and base-none (before/after in one run)
   --only <list>        comma-separated scenario ids, from ${SCENARIOS.map((s) => s.id).join(', ')}
   --profile            run Culex under node --cpu-prof and print its hot spots
   --rounds <n>         run everything n times; the table shows medians (default: 1 quick, 3 otherwise)
@@ -59,6 +63,7 @@ const { values } = parseArgs({
     'quick': { type: 'boolean', default: false },
     'full': { type: 'boolean', default: false },
     'brokers': { type: 'string' },
+    'baseline': { type: 'string' },
     'only': { type: 'string' },
     'profile': { type: 'boolean', default: false },
     'out': { type: 'string' },
@@ -84,7 +89,15 @@ const brokers = (values.brokers
   ?.split(',')
   .map((s) => s.trim())
   .filter(Boolean) ?? BROKERS) as BrokerName[]
-for (const b of brokers) if (!BROKERS.includes(b)) fail(`unknown broker ${b}; known: ${BROKERS.join(', ')}`)
+if (values.baseline) {
+  try {
+    setBaseline(values.baseline)
+  } catch (err) {
+    fail((err as Error).message)
+  }
+  if (!values.brokers) brokers.splice(2, 0, 'base-fsync', 'base-none')
+}
+for (const b of brokers) if (!ALL_BROKERS.includes(b)) fail(`unknown broker ${b}; known: ${ALL_BROKERS.join(', ')}`)
 const only = values.only
   ?.split(',')
   .map((s) => s.trim())
@@ -232,8 +245,8 @@ async function main(): Promise<void> {
   for (let round = 1; round <= rounds; round++) {
     if (rounds > 1) log(`\n######## round ${round} of ${rounds}`)
     for (const name of brokers) {
-      const isCulex = name.startsWith('culex')
-      const cpuProfDir = values.profile && isCulex ? join(profileDir, rounds > 1 ? `${name}-round${round}` : name) : undefined
+      const culex = isCulex(name)
+      const cpuProfDir = values.profile && culex ? join(profileDir, rounds > 1 ? `${name}-round${round}` : name) : undefined
       const applicable = scenarios.filter((s) => !s.appliesTo || s.appliesTo.includes(name))
       if (applicable.length === 0) continue
       log(`\n== ${BROKER_TITLES[name]}`)
@@ -268,7 +281,7 @@ async function main(): Promise<void> {
               if (shared) await shared.stop()
               shared = null
               if (setup === 'fresh') {
-                own = await startBroker(name, { cpuProfDir, ...(isCulex ? scenario.culexStart : {}) })
+                own = await startBroker(name, { cpuProfDir, ...(culex ? scenario.culexStart : {}) })
                 announce(own, `fresh broker for ${scenario.id}`)
                 broker = own
               }

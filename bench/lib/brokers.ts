@@ -9,14 +9,38 @@ export const ROOT = resolve(import.meta.dirname, '../../..')
 export const CULEX_CLI = join(ROOT, 'dist/src/cli.js')
 export const AEDES_SERVER = join(ROOT, 'dist/bench/aedes-server.js')
 
-export type BrokerName = 'culex-fsync' | 'culex-none' | 'mosquitto' | 'aedes'
+export type BrokerName = 'culex-fsync' | 'culex-none' | 'base-fsync' | 'base-none' | 'mosquitto' | 'aedes'
+/** The brokers run by default; base-* only with --baseline. */
 export const BROKERS: BrokerName[] = ['culex-fsync', 'culex-none', 'mosquitto', 'aedes']
+export const ALL_BROKERS: BrokerName[] = ['culex-fsync', 'culex-none', 'base-fsync', 'base-none', 'mosquitto', 'aedes']
 
 export const BROKER_TITLES: Record<BrokerName, string> = {
   'culex-fsync': 'Culex fsync',
   'culex-none': 'Culex none',
+  'base-fsync': 'baseline fsync',
+  'base-none': 'baseline none',
   'mosquitto': 'mosquitto',
   'aedes': 'aedes (mem)'
+}
+
+/**
+ * `--baseline <dir>`: another built checkout of Culex (e.g. a git worktree of the landed main),
+ * run as base-fsync / base-none beside this one, so before and after are measured in one run.
+ */
+let baselineRoot: string | null = null
+export function setBaseline(dir: string): void {
+  baselineRoot = resolve(dir)
+  if (!existsSync(join(baselineRoot, 'dist/src/cli.js'))) throw new Error(`--baseline ${dir}: no dist/src/cli.js there (npm ci && npm run build in it first)`)
+}
+
+export function isCulex(name: BrokerName): boolean {
+  return name.startsWith('culex') || name.startsWith('base')
+}
+
+function culexCli(name: BrokerName): string {
+  if (!name.startsWith('base')) return CULEX_CLI
+  if (!baselineRoot) throw new Error(`${name} needs --baseline <dir>`)
+  return join(baselineRoot, 'dist/src/cli.js')
 }
 
 export interface StartOptions {
@@ -82,18 +106,19 @@ export function packageVersion(dir: string): string {
   }
 }
 
-let culexFlags: string | null = null
-/** Whether `culex start` knows a flag (the CLI grows while the bench is used). */
-export function culexHasFlag(flag: string): boolean {
-  culexFlags ??= execFileSync(process.execPath, [CULEX_CLI, 'start', '--help'], { encoding: 'utf8' })
-  return culexFlags.includes(flag)
+const culexFlags = new Map<string, string>()
+/** Whether `culex start` knows a flag (the CLI grows while the bench is used; a baseline may be older). */
+export function culexHasFlag(flag: string, cli = CULEX_CLI): boolean {
+  let help = culexFlags.get(cli)
+  if (help === undefined) culexFlags.set(cli, (help = execFileSync(process.execPath, [cli, 'start', '--help'], { encoding: 'utf8' })))
+  return help.includes(flag)
 }
 
 /** The Culex start arguments the bench uses (every listener but MQTT/TCP off). */
-export function culexArgs(dataDir: string, port: number, durability: 'fsync' | 'none', adminPort: number | null = null): string[] {
+export function culexArgs(dataDir: string, port: number, durability: 'fsync' | 'none', adminPort: number | null = null, cli = CULEX_CLI): string[] {
   const args = ['start', '--data-dir', dataDir, '--mqtt-port', String(port), '--ws-port', 'off']
   if (adminPort !== null) args.push('--admin-port', String(adminPort))
-  else if (culexHasFlag('--admin-port')) args.push('--admin-port', 'off')
+  else if (culexHasFlag('--admin-port', cli)) args.push('--admin-port', 'off')
   args.push('--durability', durability, '--log-level', 'warn')
   return args
 }
@@ -120,17 +145,19 @@ const READY_TIMEOUT_MS = 20_000
 
 export async function startBroker(name: BrokerName, options: StartOptions = {}): Promise<RunningBroker> {
   const port = await freePort()
-  const isCulex = name === 'culex-fsync' || name === 'culex-none'
-  if (!isCulex && (options.culexConfig || options.admin || options.dataDir)) throw new Error(`${name}: Culex-only start options`)
-  const adminPort = isCulex && options.admin ? await freePort() : null
+  const culex = isCulex(name)
+  if (!culex && (options.culexConfig || options.admin || options.dataDir)) throw new Error(`${name}: Culex-only start options`)
+  const adminPort = culex && options.admin ? await freePort() : null
   const work = mkdtempSync(join(tmpdir(), `culex-bench-${name}-`))
-  const dataDir = isCulex ? (options.dataDir ?? join(work, 'data')) : null
+  const dataDir = culex ? (options.dataDir ?? join(work, 'data')) : null
   let file: string
   let args: string[]
   const env: NodeJS.ProcessEnv = { ...process.env }
   switch (name) {
     case 'culex-fsync':
-    case 'culex-none': {
+    case 'culex-none':
+    case 'base-fsync':
+    case 'base-none': {
       // CULEX_* variables of the caller's shell must not change what is measured
       for (const k of Object.keys(env)) if (k.startsWith('CULEX_')) Reflect.deleteProperty(env, k)
       const nodeFlags: string[] = []
@@ -139,7 +166,8 @@ export async function startBroker(name: BrokerName, options: StartOptions = {}):
         nodeFlags.push('--cpu-prof', '--cpu-prof-dir', options.cpuProfDir)
       }
       file = process.execPath
-      args = [...nodeFlags, CULEX_CLI, ...culexArgs(dataDir!, port, name === 'culex-fsync' ? 'fsync' : 'none', adminPort)]
+      const cli = culexCli(name)
+      args = [...nodeFlags, cli, ...culexArgs(dataDir!, port, name.endsWith('fsync') ? 'fsync' : 'none', adminPort, cli)]
       if (options.culexConfig) {
         const conf = join(work, 'culex.json')
         writeFileSync(conf, JSON.stringify(options.culexConfig, null, 2))

@@ -35,12 +35,21 @@ export function median(xs: (number | null | undefined)[]): number | null {
 }
 
 const RATIOS: [BrokerName, BrokerName][] = [
+  ['culex-fsync', 'base-fsync'],
+  ['culex-none', 'base-none'],
   ['culex-fsync', 'mosquitto'],
   ['culex-fsync', 'aedes'],
   ['culex-none', 'mosquitto'],
   ['culex-none', 'aedes']
 ]
-const SHORT: Record<BrokerName, string> = { 'culex-fsync': 'fsync', 'culex-none': 'none', 'mosquitto': 'mosq', 'aedes': 'aedes' }
+const SHORT: Record<BrokerName, string> = {
+  'culex-fsync': 'fsync',
+  'culex-none': 'none',
+  'base-fsync': 'base',
+  'base-none': 'base',
+  'mosquitto': 'mosq',
+  'aedes': 'aedes'
+}
 
 export function renderTable(scenarios: Scenario[], brokers: BrokerName[], outcomes: Outcome[]): string {
   const ratios = RATIOS.filter(([a, b]) => brokers.includes(a) && brokers.includes(b))

@@ -106,11 +106,11 @@ export const logReplay: Scenario = {
   id: 'log-replay',
   title: 'Log: restart with N stored records, replay them over the HTTP API and in-process (Culex only)',
   setup: 'own',
-  appliesTo: ['culex-fsync', 'culex-none'],
+  appliesTo: ['culex-fsync', 'culex-none', 'base-fsync', 'base-none'],
   deadlineMs: (mode) => pick(mode, { quick: 90_000, default: 300_000, full: 300_000 }),
   async run(ctx) {
     const total = recordCount(ctx.mode)
-    const durability = ctx.brokerName === 'culex-none' ? 'none' : 'fsync'
+    const durability = ctx.brokerName.endsWith('none') ? 'none' : 'fsync'
     const notes: string[] = []
     const root = mkdtempSync(join(tmpdir(), 'culex-bench-log-'))
     try {
