@@ -1,5 +1,6 @@
 import { createRequire, register } from 'node:module'
 import { pathToFileURL } from 'node:url'
+import { silenceDebugWhenOff } from './debug-off.js'
 import { ACK_ORDER_PATCH, HOOK_URL, PATCH_MARKER } from './qos1-ack-hook.js'
 
 let registered = false
@@ -10,6 +11,7 @@ let registered = false
  * aedes dynamically after this.
  */
 export async function installAedesPatch(): Promise<void> {
+  silenceDebugWhenOff()
   if (!registered) {
     register(HOOK_URL, { data: ACK_ORDER_PATCH })
     registered = true

@@ -48,6 +48,13 @@ function context(packet: PublishPacket, clientId: string | null, origin: Publish
   return { topic: packet.topic, payload: payloadOf(packet), qos: packet.qos, retain: packet.retain, messageId: packet.messageId, clientId, origin, duplicate }
 }
 
+/**
+ * The context made at admission, kept on the packet (aedes hands `published` the same object):
+ * a property, unlike a WeakMap entry, costs the garbage collector nothing extra.
+ */
+const CONTEXT = Symbol('publish context')
+type Admitted = PublishPacket & { [CONTEXT]?: PublishContext }
+
 /** CONNACK 3 (MQTT 3.1.1 §3.2.2.3): the check itself failed, so the client may try again later. */
 const SERVER_UNAVAILABLE = 3
 
@@ -64,8 +71,6 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const { logger, hooks } = options
   const persistence = await RocksPersistence.open(options.store)
   const qos2Admissions = new Qos2Admissions((clientId, messageId) => persistence.hasIncoming(clientId, messageId))
-  /** Contexts made at admission, handed to `published` (aedes passes the same packet object). */
-  const admitted = new WeakMap<object, PublishContext>()
   /** Packets the broker publishes itself, by origin. */
   const internal = new WeakMap<object, PublishOrigin>()
 
@@ -99,14 +104,13 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         logger.debug({ clientId, topic: packet.topic, reason: refusal.reason }, 'publish refused')
         return void done(new Error(refusal.reason))
       }
-      admitted.set(packet, ctx)
+      ;(packet as Admitted)[CONTEXT] = ctx
       if (qos2?.holdUntil) qos2.holdUntil.then(() => done(null), done)
       else done(null)
     },
     published(packet, client, done) {
-      let ctx = admitted.get(packet)
+      let ctx = (packet as Admitted)[CONTEXT]
       if (ctx) {
-        admitted.delete(packet)
         // stored awaiting PUBREL by now: a resend held at admission may go on (aedes finds it)
         if (ctx.qos === 2 && ctx.origin === 'client' && !ctx.duplicate && ctx.clientId !== null && ctx.messageId !== undefined) {
           qos2Admissions.settled(ctx.clientId, ctx.messageId)
