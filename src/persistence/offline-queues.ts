@@ -90,9 +90,11 @@ export class OfflineQueues {
     const meta = queue.metas.get(seq)
     if (!meta) throw new Error('no such packet')
     if (found.sameBroker) {
-      // the packet got its messageId: only that is written, no read-modify-write of the packet
+      // the packet got its messageId: only that is written, no read-modify-write of the packet.
+      // Not waited for: aedes drains a queue one packet at a time, and a crash before this commit
+      // only means the packet is sent again after the restart with a new id (at least once).
       queue.update(seq, meta, { messageId: packet.messageId, messageIdUpdated: true })
-      await this.#commit([{ type: 'put', key: outMessageIdKey(clientId, seq), value: encodeMessageId(packet.messageId) }])
+      this.#commit([{ type: 'put', key: outMessageIdKey(clientId, seq), value: encodeMessageId(packet.messageId) }]).catch(noop)
       return
     }
     // another packet with this messageId takes the entry's place (e.g. the PUBREL after PUBREC)
@@ -116,7 +118,9 @@ export class OfflineQueues {
     const value = this.#pending.get(k.toString('latin1'))?.value ?? (await this.#store.get(k))
     const ops: BatchOp[] = [{ type: 'del', key: k }]
     if (meta.messageIdUpdated) ops.push({ type: 'del', key: outMessageIdKey(clientId, seq) })
-    await this.#commit(ops)
+    // not waited for: lost in a crash, the delivered packet is only sent again after the restart
+    // (at least once; a client answers a PUBREL it has already completed with PUBCOMP)
+    this.#commit(ops).catch(noop)
     return value ? withMeta(decodePacket(value), meta) : undefined
   }
 
@@ -185,6 +189,8 @@ export class OfflineQueues {
     return done
   }
 }
+
+const noop = (): void => {}
 
 /** A stored outgoing packet with the messageId outgoingUpdate gave it. */
 function withMeta(packet: StoredPacket, meta: OutMeta): StoredPacket {
