@@ -146,6 +146,14 @@ export interface ReplayRequestBody {
   partitions?: number[]
 }
 
+/**
+ * GET /streams/:stream/partitions/:p/frames answers `application/vnd.culex.records`: each record
+ * as `u32 length | u64 offset | binary record`, decoded by decodeFrames (src/log/record-codec.ts).
+ * `x-culex-start-offset` and `x-culex-end-offset` give the range the stream covers.
+ */
+export const FRAMES_CONTENT_TYPE = 'application/vnd.culex.records'
+export { decodeFrames } from '../log/record-codec.js'
+
 /** Push over WebSocket: frames the client sends. */
 export interface PushClientFrame {
   credit?: number

@@ -74,6 +74,12 @@ export interface ReadOptions {
   maxBytes?: number
 }
 
+/** A record in its binary form (record-codec.ts), for bulk reads that pass bytes through. */
+export interface EncodedRecord {
+  offset: number
+  bytes: Buffer
+}
+
 export type OffsetSpec = 'earliest' | 'latest' | { offset: number } | { timestamp: number }
 
 /** A partition of a stream at an offset: a read position, a commit, a wait target. */
@@ -97,6 +103,8 @@ export interface Log {
   append(stream: string, records: RecordInput[], partition?: number): Promise<AppendResult[]>
   /** Records from `offset` on; none at the end offset. Throws OFFSET_OUT_OF_RANGE below the head or beyond the end. */
   read(stream: string, partition: number, offset: number, options: ReadOptions): Promise<LogRecord[]>
+  /** As read, in the binary form of record-codec.ts (maxBytes counts whole records). */
+  readEncoded(stream: string, partition: number, offset: number, options: ReadOptions): Promise<EncodedRecord[]>
   /** The first offset whose record's timestamp is >= ts (the end offset if there is none). */
   offsetForTime(stream: string, partition: number, ts: number): Promise<number>
   /** Resolves an offset spec to an offset in [start, end]. */

@@ -86,6 +86,20 @@ export class Store {
     return this.db.status === 'open'
   }
 
+  /** Iterates the values of a key range in order, without materializing the keys. */
+  async *scanValues(range: RangeOptions, chunk = 256): AsyncGenerator<Buffer> {
+    const it = this.db.iterator({ ...range, keys: false })
+    try {
+      for (;;) {
+        const entries = await it.nextv(chunk)
+        if (entries.length === 0) return
+        for (const [, v] of entries) yield v
+      }
+    } finally {
+      await it.close()
+    }
+  }
+
   async close(): Promise<void> {
     // the commit thread shares the native database: it stops before the database closes
     await this.writer.close()

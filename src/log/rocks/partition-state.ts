@@ -1,7 +1,7 @@
 import type { BatchOp } from '@nxtedition/rocksdb'
 import type { Store } from '../../store/store.js'
 import { offsetOf, partitionHeadKey, recordKeyPrefix, recordRange, timeIndexRange } from './keys.js'
-import { recordTimestamp } from './record-codec.js'
+import { recordTimestamp } from '../record-codec.js'
 
 /** What RocksLog keeps in memory per partition; rebuilt from RocksDB at open. */
 export interface PartitionState {

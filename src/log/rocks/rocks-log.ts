@@ -6,6 +6,7 @@ import {
   LogError,
   outOfRange,
   type AppendResult,
+  type EncodedRecord,
   type Log,
   type LogRecord,
   type OffsetSpec,
@@ -16,9 +17,9 @@ import {
   type StreamInfo
 } from '../types.js'
 import { AppendWaiters } from './append-waiters.js'
-import { commitKey, commitRange, offsetOf, parseCommitKey, readU64Value, recordKey, recordKeyAt, streamConfigKey, streamConfigRange, u64Value } from './keys.js'
+import { commitKey, commitRange, parseCommitKey, readU64Value, recordKey, recordKeyAt, streamConfigKey, streamConfigRange, u64Value } from './keys.js'
 import { headOp, loadPartition, type PartitionState } from './partition-state.js'
-import { decodeRecord, encodeRecord } from './record-codec.js'
+import { decodeRecord, encodeRecord } from '../record-codec.js'
 import { planRetention } from './retention.js'
 import { indexEntry, offsetForTime } from './time-index.js'
 
@@ -168,22 +169,56 @@ export class RocksLog implements Log {
     return results
   }
 
-  async read(stream: string, partition: number, offset: number, options: ReadOptions): Promise<LogRecord[]> {
+  read(stream: string, partition: number, offset: number, options: ReadOptions): Promise<LogRecord[]> {
+    return this.collect(
+      stream,
+      partition,
+      offset,
+      options,
+      (at, v) => decodeRecord(v, stream, partition, at),
+      (r) => r.value.length
+    )
+  }
+
+  /** The stored value is the record's binary form: nothing is decoded. */
+  readEncoded(stream: string, partition: number, offset: number, options: ReadOptions): Promise<EncodedRecord[]> {
+    return this.collect(
+      stream,
+      partition,
+      offset,
+      options,
+      (at, v) => ({ offset: at, bytes: v }),
+      (r) => r.bytes.length
+    )
+  }
+
+  /**
+   * Records from `offset` on, up to `limit` and `maxBytes` (at least one record if there is one).
+   * Offsets are dense from the head to the end, so the n-th value read is at `offset + n` and the
+   * keys are not read at all. The range is checked in the same tick the iterator is created, and
+   * a RocksDB iterator reads one point in time: retention moving the head meanwhile changes nothing.
+   */
+  private async collect<T>(
+    stream: string,
+    partition: number,
+    offset: number,
+    options: ReadOptions,
+    make: (offset: number, v: Buffer) => T,
+    size: (record: T) => number
+  ): Promise<T[]> {
     const state = this.partition(this.stream(stream), partition)
     this.checkInRange(stream, partition, state, offset)
     const limit = Math.max(1, Math.floor(options.limit))
     const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY
-    const out: LogRecord[] = []
+    const out: T[] = []
     let bytes = 0
-    const range = { gte: recordKey(stream, partition, offset), lt: recordKey(stream, partition, state.end), limit }
-    for await (const [k, v] of this.store.scan(range, Math.min(limit, 1024))) {
-      const r = decodeRecord(v)
-      bytes += r.value.length
+    const range = { gte: recordKeyAt(state.keyPrefix, offset), lt: recordKeyAt(state.keyPrefix, state.end), limit }
+    for await (const v of this.store.scanValues(range, Math.min(limit, 1024))) {
+      const r = make(offset + out.length, v)
+      bytes += size(r)
       if (out.length > 0 && bytes > maxBytes) break
-      out.push({ stream, partition, offset: offsetOf(k), ...r })
+      out.push(r)
     }
-    // retention may have deleted the head while we read
-    if (out.length > 0 && out[0]?.offset !== offset) this.checkInRange(stream, partition, state, offset)
     return out
   }
 

@@ -2,7 +2,7 @@ import type { BatchOp } from '@nxtedition/rocksdb'
 import type { Store } from '../../store/store.js'
 import { offsetOf, readU64Value, recordKey, timeIndexKey, timeIndexRange, u64Value } from './keys.js'
 import type { PartitionState } from './partition-state.js'
-import { recordTimestamp } from './record-codec.js'
+import { recordTimestamp } from '../record-codec.js'
 
 // A sparse time index per partition: an entry (timestamp -> first offset at it) at most every
 // second or every 1,024 records, so "offset at time T" is one reverse seek plus a short scan.
