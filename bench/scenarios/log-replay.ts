@@ -103,9 +103,10 @@ async function replayFrames(adminPort: number, deadline: number): Promise<number
     if (!res.ok || !res.body) throw new Error(`GET frames of partition ${partition}: ${res.status} ${await res.text()}`)
     let count = 0
     let rest: Buffer = Buffer.alloc(0)
-    for await (const chunk of res.body) {
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
       if (nowMs() > deadline) throw new Error('deadline reached during the frames replay')
-      const decoded = decodeFrames(rest.length > 0 ? Buffer.concat([rest, chunk]) : Buffer.from(chunk), LOG_STREAM, partition)
+      const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+      const decoded = decodeFrames(rest.length > 0 ? Buffer.concat([rest, bytes]) : bytes, LOG_STREAM, partition)
       count += decoded.records.length
       rest = decoded.rest
     }
