@@ -1,7 +1,7 @@
 import { request } from 'node:http'
 import { describe, expect, it } from 'vitest'
 import { FRAMES_CONTENT_TYPE, decodeFrames } from '../../src/http/wire.js'
-import type { LogRecord } from '../../src/log/types.js'
+import type { LogRecord, RecordInput } from '../../src/log/types.js'
 import { stream } from '../log/abstract-log.js'
 import { api, harnessesClosedAfterEach } from './harness.js'
 
@@ -33,10 +33,10 @@ async function frames(base: string, path: string): Promise<Framed> {
 describe('bulk reads as frames (the records binary form)', () => {
   it('streams exactly the records the log holds, every field and byte intact', async () => {
     const h = await start([stream('s', 1)])
-    const inputs = Array.from({ length: 2500 }, (_, i) => ({
+    const inputs = Array.from({ length: 2500 }, (_, i): RecordInput => ({
       key: i % 3 === 0 ? null : `k${i % 7}`,
       value: Buffer.from([i & 0xff, 0, 0xff, (i >> 8) & 0xff]),
-      headers: i % 5 === 0 ? { 'h': `v${i}`, 'x-ü': 'é' } : ({}),
+      headers: i % 5 === 0 ? { 'h': `v${i}`, 'x-ü': 'é' } : {},
       topic: i % 2 === 0 ? `t/${i}` : null,
       qos: (i % 3) as 0 | 1 | 2,
       clientId: i % 4 === 0 ? null : 'c'
