@@ -4,6 +4,7 @@ import { ConfigError } from './errors.js'
 import type { KeySpec, Section } from './section.js'
 import { apiSection, type ApiSection } from './sections/api.js'
 import { brokerSection, type BrokerSection } from './sections/broker.js'
+import { limitsSection, type LimitsSection } from './sections/limits.js'
 import { listenerSection, type ListenerSection } from './sections/listeners.js'
 import { logSection, type LogSection } from './sections/log.js'
 import { loggingSection, type LoggingSection } from './sections/logging.js'
@@ -19,12 +20,15 @@ export { ConfigError } from './errors.js'
 export { anonymousAllowed } from './sections/broker.js'
 export { isLoopback, tlsEnabled, type Port } from './sections/listeners.js'
 export type { LogLevel } from './sections/logging.js'
-export type { ApiSection, BrokerSection, ListenerSection, LogSection, LoggingSection, StoreSection }
+export type { ApiSection, BrokerSection, LimitsSection, ListenerSection, LogSection, LoggingSection, StoreSection }
+export type { QueueFullPolicy } from './sections/limits.js'
 
-export type CulexConfig = StoreSection & ListenerSection & BrokerSection & ApiSection & LoggingSection & LogSection
+export type CulexConfig = StoreSection & ListenerSection & BrokerSection & LimitsSection & ApiSection & LoggingSection & LogSection
 
 /** Every section, in the order their structured keys are parsed and their checks run. */
-const SECTIONS = [storeSection, listenerSection, brokerSection, apiSection, loggingSection, logSection] as ReadonlyArray<Section<unknown, CulexConfig>>
+const SECTIONS = [storeSection, listenerSection, brokerSection, limitsSection, apiSection, loggingSection, logSection] as ReadonlyArray<
+  Section<unknown, CulexConfig>
+>
 
 export const DEFAULTS: CulexConfig = Object.assign({}, ...SECTIONS.map((s) => structuredClone(s.defaults))) as CulexConfig
 
