@@ -1,6 +1,8 @@
 import type { Logger } from 'pino'
 import { anonymousAccess } from './auth/anonymous.js'
+import { admission } from './broker/admission.js'
 import { createBroker, type Broker } from './broker/broker.js'
+import { BrokerCounters } from './broker/counters.js'
 import { HookChain } from './broker/hooks.js'
 import { startListeners, type Listener } from './broker/listeners.js'
 import { reservedTopics } from './broker/reserved-topics.js'
@@ -78,11 +80,14 @@ export class Gateway {
       }))
       const groups = (parts.groups = new GroupCoordinator(log))
       const hooks = composeHooks(config, log, new Router(config.routes), logger)
+      const counters = new BrokerCounters(logger)
       const broker = (parts.broker = await createBroker({
         store,
         logger,
         hooks,
+        counters,
         maxClientIdLength: config.maxClientIdLength,
+        limits: config,
         brokerId: config.brokerId
       }))
       const replays = (parts.replays = new ReplayJobs(log, broker.publishReplay))
@@ -90,7 +95,11 @@ export class Gateway {
         parts.http = await startHttpServer({ log, groups, host: config.host, port: config.adminPort, logger, replay: replays })
       }
       const aedes = broker.aedes
-      parts.listeners = await startListeners(config, (stream, request) => aedes.handle(stream, request))
+      // every connection goes through admission (per-address limit, packet guard) to aedes
+      parts.listeners = await startListeners(
+        config,
+        admission(config, counters, (stream, request) => aedes.handle(stream, request))
+      )
       const gateway = new Gateway(config, parts as StartedParts, logger)
       for (const a of gateway.addresses()) logger.info({ listener: a.kind, host: a.host, port: a.port }, 'listening')
       for (const s of config.streams) logger.info({ stream: s.name, partitions: s.partitions, retention: s.retention }, 'stream')

@@ -1,29 +1,33 @@
 import { createRequire, register } from 'node:module'
 import { pathToFileURL } from 'node:url'
 import { silenceDebugWhenOff } from './debug-off.js'
-import { ACK_ORDER_PATCH, HOOK_URL, PATCH_MARKER } from './qos1-ack-hook.js'
+import { HOOK_URL, PATCH_MARKER, SOURCE_PATCHES } from './source-patches.js'
 
 let registered = false
 
+/** The files of aedes the source patches rewrite, relative to its package. */
+const PATCHED_FILES = ['./lib/handlers/publish.js', './lib/write.js', './lib/handlers/subscribe.js']
+
 /**
- * Installs the QoS 1 ack-order fix (see qos1-ack-hook.ts) and checks that the aedes that gets
- * loaded carries it. Must run before aedes is first imported in this process; callers import
+ * Installs Culex's source patches of aedes (source-patches.ts) and checks that the aedes that gets
+ * loaded carries them. Must run before aedes is first imported in this process; callers import
  * aedes dynamically after this.
  */
 export async function installAedesPatch(): Promise<void> {
   silenceDebugWhenOff()
   if (!registered) {
-    register(HOOK_URL, { data: ACK_ORDER_PATCH })
+    register(HOOK_URL, { data: SOURCE_PATCHES })
     registered = true
   }
-  // aedes's package exports hide lib/, so locate the handler next to the package's main module
+  // aedes's package exports hide lib/, so locate the files next to the package's main module
   const aedesMain = pathToFileURL(createRequire(import.meta.url).resolve('aedes'))
-  const handlerUrl = new URL('./lib/handlers/publish.js', aedesMain)
-  const handler = (await import(handlerUrl.href)) as Record<string, unknown>
-  if (handler[PATCH_MARKER] !== true) {
-    throw new Error(
-      'Culex: aedes was loaded before the QoS 1 ack-order patch was installed; ' +
-        'QoS 1 acks would not wait for durability. Import the broker through src/broker/ only.'
-    )
+  for (const file of PATCHED_FILES) {
+    const module = (await import(new URL(file, aedesMain).href)) as Record<string, unknown>
+    if (module[PATCH_MARKER] !== true) {
+      throw new Error(
+        `Culex: aedes ${file} was loaded before Culex's patches were installed; QoS 1 acks would not wait ` +
+          'for durability. Import the broker through src/broker/ only.'
+      )
+    }
   }
 }

@@ -1,10 +1,16 @@
-import type { Aedes, AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes'
+import type { Aedes, AedesOptions, AuthenticateError, Client, ConnectPacket, PublishPacket } from 'aedes'
 import type { Logger } from 'pino'
-import { RocksPersistence } from '../persistence/persistence.js'
+import type { LimitsSection } from '../config/sections/limits.js'
+import { REFUSED, RocksPersistence, type PersistenceSubscription } from '../persistence/persistence.js'
 import type { Store } from '../store/store.js'
 import { installAedesPatch } from './aedes-patch.js'
+import { checkConnect, type ConnectRefusal } from './connect-checks.js'
+import type { BrokerCounters } from './counters.js'
 import type { HookChain, PublishContext, PublishOrigin, RefusalCode } from './hooks.js'
+import { outgoingGuard } from './outgoing-guard.js'
+import { PublishRate } from './publish-rate.js'
 import { Qos2Admissions } from './qos2-admissions.js'
+import { SubscriptionCounter, checkFilter } from './subscribe-checks.js'
 
 // aedes wired to Culex: the RocksDB persistence, and the hook chain (hooks.ts) at aedes's
 // authenticate / authorizePublish / published points. Only this folder and src/persistence/
@@ -14,7 +20,9 @@ export interface BrokerOptions {
   store: Store
   logger: Logger
   hooks: HookChain
+  counters: BrokerCounters
   maxClientIdLength: number
+  limits: LimitsSection
   brokerId: string | null
 }
 
@@ -55,6 +63,10 @@ function context(packet: PublishPacket, clientId: string | null, origin: Publish
 const CONTEXT = Symbol('publish context')
 type Admitted = PublishPacket & { [CONTEXT]?: PublishContext }
 
+/** A CONNECT refused by checkConnect, waiting for authenticate to answer it with CONNACK 2. */
+const CONNECT_REFUSAL = Symbol('connect refusal')
+type Connecting = Client & { [CONNECT_REFUSAL]?: ConnectRefusal }
+
 /** CONNACK 3 (MQTT 3.1.1 §3.2.2.3): the check itself failed, so the client may try again later. */
 const SERVER_UNAVAILABLE = 3
 
@@ -69,15 +81,57 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   await installAedesPatch()
   const { Aedes } = await import('aedes')
   const { logger, hooks } = options
-  const persistence = await RocksPersistence.open(options.store)
+  const persistence = await RocksPersistence.open(options.store, {
+    queueLimits: {
+      maxMessages: options.limits.maxQueuedMessages,
+      maxBytes: options.limits.maxQueuedBytes,
+      policy: options.limits.queueFullPolicy,
+      onDrop: (clientId) => options.counters.count('queue-full', { clientId, policy: options.limits.queueFullPolicy })
+    },
+    onInvalidRetained: (topic, problem) =>
+      logger.warn({ topic: JSON.stringify(topic.slice(0, 200)), problem }, 'stored retained message skipped: its topic is not a valid topic name')
+  })
   const qos2Admissions = new Qos2Admissions((clientId, messageId) => persistence.hasIncoming(clientId, messageId))
   /** Packets the broker publishes itself, by origin. */
   const internal = new WeakMap<object, PublishOrigin>()
 
+  const { limits, counters } = options
+  const topicLimits = { maxBytes: limits.maxTopicLength, maxLevels: limits.maxTopicLevels }
+  const subscriptions = new SubscriptionCounter(limits.maxSubscriptions)
+  const rate = new PublishRate<Client>(limits)
+
   const aedesOptions: AedesOptions = {
     persistence,
-    maxClientsIdLength: options.maxClientIdLength,
+    // aedes's own check is for MQTT 3.1 only; checkConnect applies the limit to every version
+    maxClientsIdLength: 65_535,
+    connectTimeout: limits.connectTimeoutMs,
+    maxInflightInbound: limits.maxInflightMessages,
+    maxTopicLevels: limits.maxTopicLevels,
+    preConnect(client, packet: ConnectPacket, done) {
+      const refusal = checkConnect(
+        {
+          clientId: packet.clientId,
+          clean: packet.clean ?? true,
+          protocolVersion: packet.protocolVersion ?? 4,
+          will: packet.will ? { topic: packet.will.topic, qos: packet.will.qos ?? 0 } : null
+        },
+        options.maxClientIdLength,
+        topicLimits
+      )
+      if (refusal?.connack === null) {
+        counters.count('connect-refused', { reason: refusal.reason, address: remoteAddress(client) })
+        return done(new Error(refusal.reason), false)
+      }
+      // CONNACK 2 is sent by authenticate, the one step of aedes that can answer with a code
+      if (refusal) (client as Connecting)[CONNECT_REFUSAL] = refusal
+      done(null, true)
+    },
     authenticate(client, username, password, done) {
+      const refused = (client as Connecting)[CONNECT_REFUSAL]
+      if (refused) {
+        counters.count('connect-refused', { reason: refused.reason, address: remoteAddress(client) })
+        return done(authError(refused.reason, 2), false)
+      }
       const info = { clientId: client.id, username: username ?? undefined, password: password ?? undefined, remoteAddress: remoteAddress(client) }
       hooks.authenticate(info).then(
         (decision) => {
@@ -105,8 +159,25 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         return void done(new Error(refusal.reason))
       }
       ;(packet as Admitted)[CONTEXT] = ctx
-      if (qos2?.holdUntil) qos2.holdUntil.then(() => done(null), done)
+      // over publish-rate: held (aedes reads no more from the client meanwhile), never dropped
+      const hold = rate.enabled && client !== null && !isWill ? rate.take(client, ctx.payload.length) : 0
+      if (hold > 0) counters.count('publish-throttled', { clientId, holdMs: hold })
+      if (qos2?.holdUntil) qos2.holdUntil.then(() => (hold > 0 ? setTimeout(done, hold, null) : done(null)), done)
+      else if (hold > 0) setTimeout(done, hold, null)
       else done(null)
+    },
+    authorizeSubscribe(client, sub, done) {
+      const check = checkFilter(sub.topic, topicLimits)
+      if (!check.ok) {
+        counters.count('protocol-violation', { clientId: client.id, reason: check.reason })
+        return done(new Error(check.reason), null)
+      }
+      if (!subscriptions.admit(client, sub.topic)) {
+        counters.count('subscription-limit', { clientId: client.id, limit: limits.maxSubscriptions })
+        ;(sub as PersistenceSubscription)[REFUSED] = true // not stored with the session
+        return done(null, null) // SUBACK 0x80 for this filter [MQTT-3.9.3-2]
+      }
+      done(null, sub)
     },
     published(packet, client, done) {
       let ctx = (packet as Admitted)[CONTEXT]
@@ -133,6 +204,9 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   if (options.brokerId) aedesOptions.id = options.brokerId
   const aedes = await Aedes.createBroker(aedesOptions)
 
+  // nothing waits for a slow subscriber; the guard bounds what is buffered for it (source-patches.ts)
+  Object.assign(aedes, { culexOutgoingGuard: outgoingGuard(limits, counters) })
+  aedes.on('unsubscribe', (unsubscriptions, client) => subscriptions.removed(client, unsubscriptions))
   aedes.on('clientDisconnect', (client) => {
     qos2Admissions.clientClosed(client.id)
     hooks.clientClosed(client.id)

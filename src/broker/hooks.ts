@@ -30,8 +30,8 @@ export interface ConnectInfo {
   remoteAddress: string | undefined
 }
 
-/** CONNACK return codes a refusal may carry (MQTT 3.1.1 §3.2.2.3). */
-export type RefusalCode = 4 | 5
+/** CONNACK return codes a refusal may carry (MQTT 3.1.1 §3.2.2.3): identifier rejected, bad credentials, not authorized. */
+export type RefusalCode = 2 | 4 | 5
 
 export type AuthDecision = { allow: true } | { allow: false; returnCode: RefusalCode; reason: string }
 

@@ -1,59 +1,121 @@
-// The QoS 1 ack-order fix, as a Node module load hook (aedes-patch.ts registers it).
+// Culex's changes to aedes's own source, applied at load time by a Node module hook
+// (aedes-patch.ts registers it). Each is a regular expression on one file of aedes 1.2.0 and its
+// replacement; the hook fails loudly when a file no longer has the expected shape, so an aedes
+// upgrade cannot silently drop a fix. node_modules stays untouched.
 //
-// aedes 1.x (and 2.0 beta) writes the QoS 1 PUBACK *before* broker.publish stores the retained
-// message, queues it for offline sessions and runs the `published` hook (lib/handlers/publish.js).
-// A crash between the two loses an acknowledged message, breaking Culex's durability contract.
-// The hook rewrites that one case at load time to the order aedes already uses for QoS 2:
-// publish first, then acknowledge. It leaves node_modules untouched and fails loudly if the
-// source no longer has the expected shape, so an aedes upgrade cannot silently drop the fix.
+// 1. QoS 1 ack order (lib/handlers/publish.js). aedes 1.x (and 2.0 beta) writes the QoS 1 PUBACK
+//    before broker.publish stores the retained message, queues it for offline sessions and runs
+//    the `published` hook. A crash between the two loses an acknowledged message. The patch uses
+//    the order aedes already uses for QoS 2: publish first, then acknowledge.
+// 2. No publisher waits for a slow subscriber (lib/write.js). When a subscriber's socket buffer
+//    is full, aedes makes the write wait for 'drain', and the publishing client's publish (and its
+//    PUBACK) wait with it, up to drainTimeout (60 s). The patch asks the broker's outgoing guard
+//    (outgoing-guard.ts) before each write, and never waits for drain when the guard is there:
+//    the guard bounds the buffer itself (drop QoS 0, close a stuck client).
+// 3. A message is delivered at the lower of its QoS and the subscription's [MQTT-3.8.4-6,
+//    MQTT-3.3.5-1] (lib/handlers/subscribe.js). aedes downgrades only when the topic equals the
+//    filter, so a wildcard subscription got QoS 1 and 2 messages above its granted QoS, live and
+//    retained (moscajs/aedes#1074). The patch downgrades per subscription, and hands the granted
+//    QoS of each filter to the retained lookup (RocksPersistence.createRetainedStreamCombi).
 //
-// Hooks run in Node's loader thread, which loads JavaScript only; the hook is therefore plain
-// JavaScript registered as a data: URL, so it loads the same from dist/ and from the TypeScript
-// sources (vitest). What it replaces is passed to it as data.
+// Hooks run in Node's loader thread, which loads JavaScript only: the hook is plain JavaScript
+// registered as a data: URL, so it loads the same from dist/ and from the TypeScript sources.
 
-export const PATCH_MARKER = 'CULEX_QOS1_ACK_AFTER_PUBLISH'
+export const PATCH_MARKER = 'CULEX_PATCHED'
 
-export interface AckOrderPatch {
-  /** The module the hook rewrites (a RegExp source matched against its URL). */
+export interface SourcePatch {
+  name: string
+  /** The module the patch rewrites (a RegExp source matched against its URL). */
   target: string
-  /** The QoS 1 case of aedes 1.2.0 (a RegExp source). */
+  /** What is replaced (a RegExp source). */
   from: string
   to: string
-  marker: string
 }
 
-export const ACK_ORDER_PATCH: AckOrderPatch = {
-  target: /\/node_modules\/aedes\/lib\/handlers\/publish\.js$/.source,
-  from: /case 1:\s*write\(client, new PubAck\(packet\), function \(err\) \{\s*if \(err\) \{ return done\(err\) \}\s*client\.broker\.publish\(packet, client, done\)\s*\}\)\s*break/
-    .source,
-  to: `case 1:
-      // patched by Culex (src/broker/qos1-ack-hook.ts): acknowledge only after publish is durable
+export const SOURCE_PATCHES: SourcePatch[] = [
+  {
+    name: 'QoS 1 PUBACK after publish',
+    target: /\/node_modules\/aedes\/lib\/handlers\/publish\.js$/.source,
+    from: /case 1:\s*write\(client, new PubAck\(packet\), function \(err\) \{\s*if \(err\) \{ return done\(err\) \}\s*client\.broker\.publish\(packet, client, done\)\s*\}\)\s*break/
+      .source,
+    to: `case 1:
+      // patched by Culex (src/broker/source-patches.ts): acknowledge only after publish is durable
       client.broker.publish(packet, client, function (err) {
         if (err) { return done(err) }
         write(client, new PubAck(packet), done)
       })
-      break`,
-  marker: PATCH_MARKER
-}
-
-/** The loader hook module: `initialize(patch)`, `patch(source)` and Node's `load` hook. */
-export const HOOK_MODULE = `
-let p
-export function initialize(data) {
-  p = { target: new RegExp(data.target), from: new RegExp(data.from), to: data.to, marker: data.marker }
-}
-export function patch(source) {
-  if (!p.from.test(source)) {
-    throw new Error('Culex: aedes lib/handlers/publish.js does not have the expected QoS 1 code; ' +
-      'the PUBACK-after-publish patch cannot be applied to this aedes version')
+      break`
+  },
+  {
+    name: 'no waiting for a slow subscriber',
+    target: /\/node_modules\/aedes\/lib\/write\.js$/.source,
+    from: /const result = mqtt\.writeToStream\(packet, client\.conn\)\s*if \(!result && !client\.errored\) \{/.source,
+    to: `// patched by Culex (src/broker/source-patches.ts): the outgoing guard bounds the buffer
+      const guard = client.broker.culexOutgoingGuard
+      if (guard !== undefined && !guard(client, packet)) {
+        setImmediate(done, null, client)
+        return
+      }
+      const result = mqtt.writeToStream(packet, client.conn)
+      if (!result && !client.errored && guard === undefined) {`
+  },
+  {
+    name: 'live messages at the subscription QoS',
+    target: /\/node_modules\/aedes\/lib\/handlers\/subscribe\.js$/.source,
+    from: /_packet = new Packet\(_packet, broker\)\s*_packet\.nl = nl/.source,
+    to: `_packet = new Packet(_packet, broker)
+    // patched by Culex (src/broker/source-patches.ts): the lower of the two QoS [MQTT-3.8.4-6]
+    if (_packet.qos > qos) _packet.qos = qos
+    _packet.nl = nl`
+  },
+  {
+    name: 'retained messages at the subscription QoS (granted list)',
+    target: /\/node_modules\/aedes\/lib\/handlers\/subscribe\.js$/.source,
+    from: /const topics = \[\]\s*for \(let i = 0; i < subs\.length; i\+\+\) \{\s*\/\/ skip topics that are not allowed\s*if \(this\.subState\[i\]\.granted !== 128\) \{\s*topics\.push\(subs\[i\]\.topic\)\s*\}/
+      .source,
+    to: `const topics = []
+  // patched by Culex (src/broker/source-patches.ts): each filter's granted QoS, for the retained lookup
+  const grantedQos = []
+  for (let i = 0; i < subs.length; i++) {
+    // skip topics that are not allowed
+    if (this.subState[i].granted !== 128) {
+      topics.push(subs[i].topic)
+      grantedQos.push(this.subState[i].granted)
+    }`
+  },
+  {
+    name: 'retained messages at the subscription QoS (lookup)',
+    target: /\/node_modules\/aedes\/lib\/handlers\/subscribe\.js$/.source,
+    from: /persistence\.createRetainedStreamCombi\(topics\)/.source,
+    to: 'persistence.createRetainedStreamCombi(topics, grantedQos)'
   }
-  return source.replace(p.from, () => p.to) + '\\nexport const ' + p.marker + ' = true\\n'
+]
+
+/** The loader hook module: `initialize(patches)`, `patch(url, source)` and Node's `load` hook. */
+export const HOOK_MODULE = `
+let patches = []
+export function initialize(data) {
+  patches = data.map((p) => ({ name: p.name, target: new RegExp(p.target), from: new RegExp(p.from), to: p.to }))
+}
+export function patch(url, source) {
+  let out = source
+  let applied = false
+  for (const p of patches) {
+    if (!p.target.test(url)) continue
+    if (!p.from.test(out)) {
+      throw new Error('Culex: aedes ' + url.replace(/^.*node_modules\\//, '') + ' does not have the expected code; ' +
+        'the patch "' + p.name + '" cannot be applied to this aedes version')
+    }
+    out = out.replace(p.from, () => p.to)
+    applied = true
+  }
+  return applied ? out + '\\nexport const ${PATCH_MARKER} = true\\n' : out
 }
 export async function load(url, context, nextLoad) {
   const result = await nextLoad(url, context)
-  if (!p.target.test(url) || result.source == null) return result
+  if (result.source == null || !patches.some((p) => p.target.test(url))) return result
   const source = typeof result.source === 'string' ? result.source : new TextDecoder().decode(result.source)
-  return { ...result, source: patch(source), shortCircuit: true }
+  return { ...result, source: patch(url, source), shortCircuit: true }
 }
 `
 

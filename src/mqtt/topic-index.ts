@@ -54,6 +54,24 @@ export class TopicIndex {
     }
   }
 
+  has(topic: string): boolean {
+    let node: Node | undefined = this.#root
+    for (const level of topic.split(LEVEL_SEPARATOR)) {
+      node = node.children.get(level)
+      if (!node) return false
+    }
+    return node.topic !== undefined
+  }
+
+  /** Every topic, '$' ones included. */
+  *all(): Generator<string> {
+    const stack: Node[] = [this.#root]
+    for (let n = stack.pop(); n; n = stack.pop()) {
+      if (n.topic !== undefined) yield n.topic
+      for (const child of n.children.values()) stack.push(child)
+    }
+  }
+
   clear(): void {
     this.#root = newNode()
     this.#size = 0
