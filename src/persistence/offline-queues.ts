@@ -3,7 +3,7 @@ import { Packet } from './aedes-persistence-deps.js'
 import { key, middlePart, prefixRange, trailingU64, u64 } from '../store/keys.js'
 import { OutQueue, metaOf, type OutMeta } from './outgoing-index.js'
 import { decodePacket, encodePacket } from './packet-codec.js'
-import type { PersistencePacket, StoredPacket } from './persistence-types.js'
+import type { PersistencePacket, QueueLimits, StoredPacket } from './persistence-types.js'
 import type { Store } from '../store/store.js'
 
 // The offline queues of persistent sessions (aedes's outgoing* calls). Packets stay in RocksDB
@@ -38,9 +38,11 @@ export class OfflineQueues {
   #pending = new Map<string, PendingValue>()
 
   readonly #store: Store
+  readonly #limits: QueueLimits | undefined
 
-  constructor(store: Store) {
+  constructor(store: Store, limits?: QueueLimits) {
     this.#store = store
+    this.#limits = limits
   }
 
   /** Rebuilds the queue metadata from RocksDB (reading only each packet's header). */
@@ -48,7 +50,7 @@ export class OfflineQueues {
     for await (const [k, v] of this.#store.scan(prefixRange('o'))) {
       const clientId = middlePart(k, SPACE_PREFIX_LENGTH, 8)
       const seq = Number(trailingU64(k))
-      this.#queue(clientId).add(seq, metaOf(decodePacket(v, false)))
+      this.#queue(clientId).add(seq, metaOf(decodePacket(v, false), v.length))
       if (seq >= this.#nextSeq) this.#nextSeq = seq + 1
     }
 
@@ -64,6 +66,7 @@ export class OfflineQueues {
       }
       queue.update(seq, meta, { messageId: decodeMessageId(v), messageIdUpdated: true })
     }
+    if (orphans.length > 0) await this.#commit(orphans)
   }
 
   /** Appends `packet` to the queue of every subscription's client. */
@@ -74,8 +77,10 @@ export class OfflineQueues {
     const value = encodePacket(stored)
     const ops: BatchOp[] = []
     for (const sub of subs) {
+      const queue = this.#queue(sub.clientId)
+      if (!this.#makeRoom(sub.clientId, queue, value.length, ops)) continue
       const seq = this.#nextSeq++
-      this.#queue(sub.clientId).add(seq, metaOf(stored))
+      queue.add(seq, metaOf(stored, value.length))
       ops.push({ type: 'put', key: outKey(sub.clientId, seq), value })
     }
     await this.#commit(ops)
@@ -98,9 +103,10 @@ export class OfflineQueues {
       return
     }
     // another packet with this messageId takes the entry's place (e.g. the PUBREL after PUBREC)
-    const ops: BatchOp[] = [{ type: 'put', key: outKey(clientId, seq), value: encodePacket(packet) }]
+    const value = encodePacket(packet)
+    const ops: BatchOp[] = [{ type: 'put', key: outKey(clientId, seq), value }]
     if (meta.messageIdUpdated) ops.push({ type: 'del', key: outMessageIdKey(clientId, seq) })
-    queue.update(seq, meta, metaOf(packet as StoredPacket))
+    queue.update(seq, meta, metaOf(packet as StoredPacket, value.length))
     await this.#commit(ops)
   }
 
@@ -148,6 +154,31 @@ export class OfflineQueues {
         if (value) yield withMeta(decodePacket(value), meta)
       }
     }
+  }
+
+  /**
+   * Whether a packet of `bytes` may join the queue under max-queued-messages / max-queued-bytes:
+   * with drop-oldest the oldest entries go (their deletes join `ops`), with drop-new it does not.
+   * Each packet dropped is reported.
+   */
+  #makeRoom(clientId: string, queue: OutQueue, bytes: number, ops: BatchOp[]): boolean {
+    const limits = this.#limits
+    if (!limits) return true
+    const full = (): boolean =>
+      (limits.maxMessages > 0 && queue.metas.size + 1 > limits.maxMessages) || (limits.maxBytes > 0 && queue.bytes + bytes > limits.maxBytes)
+    if (!full()) return true
+    if (limits.policy === 'drop-new' || (limits.maxBytes > 0 && bytes > limits.maxBytes)) {
+      limits.onDrop(clientId)
+      return false
+    }
+    for (let oldest = queue.oldest(); oldest && full(); oldest = queue.oldest()) {
+      const [seq, meta] = oldest
+      queue.delete(seq)
+      ops.push({ type: 'del', key: outKey(clientId, seq) })
+      if (meta.messageIdUpdated) ops.push({ type: 'del', key: outMessageIdKey(clientId, seq) })
+      limits.onDrop(clientId)
+    }
+    return true
   }
 
   clear(): void {

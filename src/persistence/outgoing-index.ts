@@ -8,11 +8,15 @@ export interface OutMeta {
   messageId: unknown
   /** messageId was set by outgoingUpdate and lives under the 'om' key, not in the packet. */
   messageIdUpdated: boolean
+  /** Bytes of the stored packet (its encoded size), for max-queued-bytes. */
+  bytes: number
 }
 
 /** One client's queue: entries by seq (Map order = enqueue order, as seqs only grow). */
 export class OutQueue {
   readonly metas = new Map<number, OutMeta>()
+  /** Sum of the entries' bytes. */
+  bytes = 0
   readonly #byBroker = new Map<string, Set<number>>()
   readonly #byMessageId = new Map<number, Set<number>>()
 
@@ -23,7 +27,14 @@ export class OutQueue {
 
   add(seq: number, meta: OutMeta): void {
     this.metas.set(seq, meta)
+    this.bytes += meta.bytes
     this.#index(seq, meta)
+  }
+
+  /** The oldest entry. */
+  oldest(): [number, OutMeta] | undefined {
+    for (const entry of this.metas) return entry
+    return undefined
   }
 
   delete(seq: number): OutMeta | undefined {
@@ -31,10 +42,12 @@ export class OutQueue {
     if (!meta) return undefined
     this.#unindex(seq, meta)
     this.metas.delete(seq)
+    this.bytes -= meta.bytes
     return meta
   }
 
   update(seq: number, meta: OutMeta, change: Partial<OutMeta>): void {
+    if (change.bytes !== undefined) this.bytes += change.bytes - meta.bytes
     this.#unindex(seq, meta)
     Object.assign(meta, change)
     this.#index(seq, meta)
@@ -101,11 +114,12 @@ function minSeq(seqs: Set<number> | undefined, accept?: (seq: number) => boolean
   return min
 }
 
-export function metaOf(packet: StoredPacket): OutMeta {
+export function metaOf(packet: StoredPacket, bytes: number): OutMeta {
   return {
     brokerId: packet.brokerId,
     brokerCounter: packet.brokerCounter,
     messageId: packet.messageId,
-    messageIdUpdated: false
+    messageIdUpdated: false,
+    bytes
   }
 }

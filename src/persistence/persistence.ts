@@ -24,22 +24,24 @@ import { decodePacket, encodePacket } from './packet-codec.js'
 import { key, middlePart, prefixRange, splitStringKey, trailingU16, u16 } from '../store/keys.js'
 import type { Store } from '../store/store.js'
 
-import type {
-  ClientSubscription,
-  PersistenceBroker,
-  PersistenceClient,
-  PersistencePacket,
-  PersistenceSubscription,
-  RocksPersistenceOptions,
-  StoredPacket,
-  TopicSubscription
+import {
+  REFUSED,
+  type ClientSubscription,
+  type PersistenceBroker,
+  type PersistenceClient,
+  type PersistencePacket,
+  type PersistenceSubscription,
+  type RocksPersistenceOptions,
+  type StoredPacket,
+  type TopicSubscription
 } from './persistence-types.js'
-import { TopicIndex } from '../mqtt/topic-index.js'
 import { BroadcastPersistence, Packet, QLOBBER_OPTIONS, QlobberTrue, type BroadcastLike } from './aedes-persistence-deps.js'
 import { SubscriptionIndex, decodeSubRecord, encodeSubRecord, subRecord } from './subscription-index.js'
 import { OfflineQueues } from './offline-queues.js'
+import { RetainedStore } from './retained-store.js'
 
 export type * from './persistence-types.js'
+export { REFUSED } from './persistence-types.js'
 
 // --- keys -----------------------------------------------------------------------------------
 
@@ -65,9 +67,9 @@ export class RocksPersistence {
   #loaded = false
   #destroyed = false
 
-  // topic -> packet, plus the tree for wildcard filters
-  #retained = new Map<string, StoredPacket>()
-  #retainedTree = new TopicIndex()
+  // retained messages: topics in memory, packets on disk
+  readonly #retained: RetainedStore
+  readonly #onInvalidRetained: (topic: string, problem: string) => void
   // clientId -> (filter -> record); QoS > 0 subscriptions also in the trie
   #subscriptions = new SubscriptionIndex()
   // clientId -> (messageId -> packet)
@@ -79,7 +81,9 @@ export class RocksPersistence {
 
   constructor(store: Store, options: RocksPersistenceOptions = {}) {
     this.#store = store
-    this.#queues = new OfflineQueues(store)
+    this.#queues = new OfflineQueues(store, options.queueLimits)
+    this.#retained = new RetainedStore(store)
+    this.#onInvalidRetained = options.onInvalidRetained ?? (() => {})
     this.#broadcastSubscriptions = options.broadcastSubscriptions === true
   }
 
@@ -96,11 +100,7 @@ export class RocksPersistence {
     this.#loaded = true
     const store = this.#store
 
-    for await (const [k, v] of store.scan(prefixRange('r'))) {
-      const topic = k.toString('utf8', SPACE_PREFIX_LENGTH)
-      this.#retained.set(topic, decodePacket(v))
-      this.#retainedTree.add(topic)
-    }
+    await this.#retained.load(this.#onInvalidRetained)
 
     for await (const [k, v] of store.scan(prefixRange('s'))) {
       const [clientId = '', ...rest] = splitStringKey(k).parts
@@ -145,46 +145,81 @@ export class RocksPersistence {
   async storeRetained(pkt: PersistencePacket): Promise<void> {
     const packet = Object.assign({}, pkt) as StoredPacket // a copy: the caller may change its packet later
     const topic = String(packet.topic)
-    if (payloadLength(packet.payload) === 0) {
-      if (!this.#retained.delete(topic)) return
-      this.#retainedTree.delete(topic)
-      this.#queue([{ type: 'del', key: key('r', topic) }])
-      return
-    }
-    if (!this.#retained.has(topic)) this.#retainedTree.add(topic)
-    this.#retained.set(topic, packet)
-    this.#queue([{ type: 'put', key: key('r', topic), value: encodePacket(packet) }])
+    const stored = payloadLength(packet.payload) === 0 ? null : packet
+    const op = this.#retained.set(topic, stored)
+    if (!op) return
+    // queued for the broker's barrier; once committed, RocksDB answers reads of the topic again
+    this.#store.write([op]).then(
+      () => this.#retained.committed(topic, stored),
+      () => {}
+    )
   }
 
-  createRetainedStreamCombi(patterns: string[]): Readable {
-    return Readable.from(this.#retainedByPatterns(patterns))
+  /**
+   * The retained messages matching each pattern, one pattern after the other (a SUBSCRIBE with
+   * several filters is handled as that many SUBSCRIBEs [MQTT-3.8.4-4]). With `grantedQos` (the
+   * broker passes each filter's granted QoS, source-patches.ts), a message above it comes at it
+   * [MQTT-3.8.4-6]: a copy, the stored packet is untouched.
+   */
+  createRetainedStreamCombi(patterns: string[], grantedQos?: number[]): Readable {
+    return Readable.from(this.#retainedByPatterns(patterns, grantedQos))
   }
 
   createRetainedStream(pattern: string): Readable {
     return Readable.from(this.#retainedByPatterns([pattern]))
   }
 
-  *#retainedByPatterns(patterns: string[]): Generator<StoredPacket> {
-    for (const pattern of patterns) {
+  async *#retainedByPatterns(patterns: string[], grantedQos?: number[]): AsyncGenerator<StoredPacket> {
+    for (const [i, pattern] of patterns.entries()) {
+      const max = grantedQos?.[i] ?? 2
       const levels = pattern.split('/')
       const hash = levels.indexOf('#')
+      let topics: string[]
       if (hash === -1 || hash === levels.length - 1) {
-        for (const topic of this.#retainedTree.match(pattern)) {
-          const packet = this.#retained.get(topic)
-          if (packet) yield packet
-        }
+        topics = this.#retained.topics(pattern)
       } else {
         // '#' in the middle is no MQTT filter, but qlobber (the memory persistence) accepts it
         const qlobber = new QlobberTrue(QLOBBER_OPTIONS)
         qlobber.add(pattern)
-        for (const [topic, packet] of this.#retained) if (qlobber.test(topic)) yield packet
+        topics = [...this.#retained.allTopics((t) => qlobber.test(t))]
       }
+      for await (const packet of this.#retained.read(topics)) yield (packet.qos ?? 0) > max ? { ...packet, qos: max } : packet
     }
+  }
+
+  /** Retained messages stored. */
+  get retainedCount(): number {
+    return this.#retained.size
   }
 
   // --- subscriptions ---
 
-  async addSubscriptions(client: PersistenceClient, subs: PersistenceSubscription[]): Promise<void> {
+  /**
+   * aedes 1.2 calls addSubscriptions once per filter of a SUBSCRIBE, each time with the packet's
+   * whole list (lib/handlers/subscribe.js, storeSubscriptions): N filters made N x N writes, and
+   * 4,000 filters in one packet ran the broker out of memory. The calls for one list (and client)
+   * while its write is under way share that write.
+   */
+  readonly #added = new WeakMap<object, Map<string, Promise<void>>>()
+
+  addSubscriptions(client: PersistenceClient, subs: PersistenceSubscription[]): Promise<void> {
+    let byClient = this.#added.get(subs)
+    if (!byClient) this.#added.set(subs, (byClient = new Map<string, Promise<void>>()))
+    let added = byClient.get(client.id)
+    if (!added) {
+      // the calls of one SUBSCRIBE come in one pass, before the write is done; later calls write again
+      const forget = (): void => void byClient.delete(client.id)
+      added = this.#addSubscriptions(client, subs).finally(forget)
+      byClient.set(client.id, added)
+    }
+    return added
+  }
+
+  async #addSubscriptions(client: PersistenceClient, all: PersistenceSubscription[]): Promise<void> {
+    // aedes calls this from the first filter's turn; the broker decides the others in the same
+    // pass: after it, the filters it refused (SUBACK 0x80) are known and left out
+    await new Promise((resolve) => setImmediate(resolve))
+    const subs = all.filter((sub) => sub[REFUSED] !== true)
     const clientId = client.id
     if (clientId.includes('\u0000') || subs.some((sub) => sub.topic.includes('\u0000'))) {
       // U+0000 separates key parts; MQTT forbids it in client ids and topics [MQTT-1.5.3-2]
@@ -339,7 +374,6 @@ export class RocksPersistence {
     this.#destroyed = true
     if (this.#broadcast) await this.#broadcast.brokerUnsubscribe()
     this.#retained.clear()
-    this.#retainedTree = new TopicIndex()
     this.#subscriptions.clear()
     this.#incoming.clear()
     this.#wills.clear()

@@ -59,6 +59,26 @@ export class Store {
     return value ?? undefined
   }
 
+  /** Several keys in one call; undefined for the missing ones. */
+  async getMany(keys: Buffer[]): Promise<Array<Buffer | undefined>> {
+    if (keys.length === 0) return []
+    return (await this.db.getMany(keys)).map((v) => v ?? undefined)
+  }
+
+  /** Iterates the keys of a range in order, without reading the values. */
+  async *scanKeys(range: RangeOptions, chunk = 256): AsyncGenerator<Buffer> {
+    const it = this.db.iterator({ ...range, values: false })
+    try {
+      for (;;) {
+        const entries = await it.nextv(chunk)
+        if (entries.length === 0) return
+        for (const [k] of entries) yield k
+      }
+    } finally {
+      await it.close()
+    }
+  }
+
   /** Iterates a key range in order, in chunks so large ranges do not load at once. */
   async *scan(range: RangeOptions, chunk = 256): AsyncGenerator<[Buffer, Buffer]> {
     const it = this.db.iterator({ ...range })
