@@ -48,6 +48,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     // no line per request (long-polls and pushes would flood the log); errors are logged by errorHandler
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: LIMITS.bodyBytes,
+    // stream and group names go up to 128 characters, URL-encoded up to 3x that (fastify's default: 100)
+    maxParamLength: 512,
     schemaErrorFormatter,
     // idle keep-alive sockets close at once on close(); held requests are ended by the preClose hook
     forceCloseConnections: 'idle'

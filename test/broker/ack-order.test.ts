@@ -2,23 +2,27 @@ import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { describe, expect, it } from 'vitest'
 import { HookChain } from '../../src/broker/hooks.js'
-import { ACK_ORDER_PATCH, HOOK_URL } from '../../src/broker/qos1-ack-hook.js'
+import { HOOK_URL, SOURCE_PATCHES } from '../../src/broker/source-patches.js'
 import { brokersClosedAfterEach } from '../helpers/broker.js'
 import { closeAll, connect } from '../helpers/mqtt.js'
 
 const require = createRequire(import.meta.url)
 
 interface HookModule {
-  initialize(data: typeof ACK_ORDER_PATCH): void
-  patch(source: string): string
+  initialize(data: typeof SOURCE_PATCHES): void
+  patch(url: string, source: string): string
 }
 
-/** The loader hook exactly as Node loads it (the data: URL), with the patch it is given. */
+/** The loader hook exactly as Node loads it (the data: URL), with the patches it is given. */
 async function hookModule(): Promise<HookModule> {
   const hook = (await import(HOOK_URL)) as HookModule
-  hook.initialize(ACK_ORDER_PATCH)
+  hook.initialize(SOURCE_PATCHES)
   return hook
 }
+
+const PUBLISH_URL = 'file:///x/node_modules/aedes/lib/handlers/publish.js'
+const WRITE_URL = 'file:///x/node_modules/aedes/lib/write.js'
+const aedesFile = (file: string): string => readFileSync(require.resolve('aedes').replace(/aedes\.js$/, file), 'utf8')
 
 describe('aedes QoS 1 ack order', () => {
   it('pins aedes to the version the patch was written for', () => {
@@ -29,15 +33,24 @@ describe('aedes QoS 1 ack order', () => {
   })
 
   it('rewrites the installed aedes handler to publish before PUBACK', async () => {
-    const source = readFileSync(require.resolve('aedes').replace(/aedes\.js$/, 'lib/handlers/publish.js'), 'utf8')
-    const patched = (await hookModule()).patch(source)
+    const patched = (await hookModule()).patch(PUBLISH_URL, aedesFile('lib/handlers/publish.js'))
     const qos1 = patched.slice(patched.indexOf('case 1:'), patched.indexOf('case 0:'))
     expect(qos1.indexOf('client.broker.publish')).toBeGreaterThan(-1)
     expect(qos1.indexOf('client.broker.publish')).toBeLessThan(qos1.indexOf('new PubAck'))
   })
 
-  it('refuses to patch an aedes whose handler changed shape', async () => {
-    await expect(hookModule().then((h) => h.patch('case 1: somethingElse()'))).rejects.toThrow(/cannot be applied/)
+  it('makes aedes write through the outgoing guard and never wait for a slow reader to drain', async () => {
+    const patched = (await hookModule()).patch(WRITE_URL, aedesFile('lib/write.js'))
+    expect(patched.indexOf('culexOutgoingGuard')).toBeGreaterThan(-1)
+    expect(patched.indexOf('culexOutgoingGuard')).toBeLessThan(patched.indexOf('writeToStream'))
+    expect(patched).toMatch(/guard === undefined\) \{\s*\/\/ Socket buffer is full - wait for drain/)
+  })
+
+  it('refuses to patch an aedes whose files changed shape, and leaves other files alone', async () => {
+    const hook = await hookModule()
+    await expect(hookModule().then((h) => h.patch(PUBLISH_URL, 'case 1: somethingElse()'))).rejects.toThrow(/QoS 1 PUBACK after publish" cannot be applied/)
+    expect(() => hook.patch(WRITE_URL, 'function write () {}')).toThrow(/no waiting for a slow subscriber" cannot be applied/)
+    expect(hook.patch('file:///x/node_modules/aedes/lib/utils.js', 'export const x = 1')).toBe('export const x = 1')
   })
 
   describe('in a running broker, imported from the TypeScript sources', () => {

@@ -19,7 +19,8 @@ describe('crash durability under load (kill -9 mid-stream)', () => {
       const dir = tempDataDir(`crash-load-${durability}`)
       const config = join(dir, 'culex.yaml')
       writeFileSync(config, CONFIG)
-      const args = ['--config', config, '--durability', durability]
+      // no queue limit: the offline session must hold every acknowledged publish of the run
+      const args = ['--config', config, '--durability', durability, '--max-queued-messages', '0']
       let gw = await GatewayProcess.start(join(dir, 'data'), args)
       const sub = await connect(gw.url('mqtt'), { clientId: 'offline', clean: false })
       await sub.subscribeAsync('crash/#', { qos: 1 })

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import type { ApiRecord } from '../../src/http/wire.js'
 import type { ReadResponse } from '../../src/http/wire.js'
 import type { GroupDescription, Membership } from '../../src/http/wire.js'
@@ -313,5 +313,40 @@ describe('consumer groups', () => {
     expect(await api(h.base, 'POST', `${g}/reset`, { stream: 's', to: 'first' })).toMatchObject({ status: 400, body: { field: 'to' } })
     expect(await api(h.base, 'POST', `${g}/reset`, { stream: 's', to: { offset: 99 } })).toMatchObject({ status: 400, body: { error: 'OFFSET_OUT_OF_RANGE' } })
     expect(await api(h.base, 'POST', `${g}/reset`, { stream: 'nope', to: 'earliest' })).toMatchObject({ status: 404 })
+  })
+})
+
+describe('names and groups at their limits', () => {
+  it('serves stream and group names of 101 to 128 characters (not fastify 414s), and refuses 129 with a clear 400', async () => {
+    const long = 's'.repeat(128)
+    const h = await start([stream(long, 1)])
+    const produced = await api(h.base, 'POST', `/api/v1/streams/${long}/records`, { value: 'x', encoding: 'utf8' })
+    expect(produced.status).toBe(200)
+    expect((await api(h.base, 'GET', `/api/v1/streams/${long}`)).status).toBe(200)
+    const group = 'g'.repeat(128)
+    const joined = await api(h.base, 'POST', `/api/v1/groups/${group}/members`, { streams: [long] })
+    expect(joined.status).toBe(200)
+    expect((await api(h.base, 'GET', `/api/v1/groups/${group}`)).status).toBe(200)
+    const tooLong = await api(h.base, 'GET', `/api/v1/streams/${'s'.repeat(129)}`)
+    expect(tooLong).toMatchObject({ status: 400, body: { error: 'INVALID_ARGUMENT', field: 'stream', in: 'path' } })
+  })
+
+  it('answers 404 for an unknown group, and a failed join (unknown stream) leaves no group behind', async () => {
+    const h = await start([stream('s', 1)])
+    expect(await api(h.base, 'GET', '/api/v1/groups/nobody')).toMatchObject({ status: 404, body: { error: 'UNKNOWN_GROUP' } })
+    expect((await api(h.base, 'POST', '/api/v1/groups/ghost/members', { streams: ['missing'] })).status).toBe(404)
+    expect(await api(h.base, 'GET', '/api/v1/groups/ghost')).toMatchObject({ status: 404, body: { error: 'UNKNOWN_GROUP' } })
+    expect(await api(h.base, 'GET', '/api/v1/groups')).toMatchObject({ status: 200, body: { groups: [] } })
+  })
+
+  it('lists thousands of groups from one read of the commits (it was one read per group: O(groups^2))', async () => {
+    const h = await start([stream('s', 1)])
+    await h.rocks.append('s', [{ key: null, value: Buffer.from('x') }])
+    for (let i = 0; i < 2000; i++) await h.rocks.commit(`g${i}`, [{ stream: 's', partition: 0, offset: i % 2 }])
+    const listCommitted = vi.spyOn(h.rocks, 'listCommitted')
+    const list = await api<{ groups: Array<{ group: string; lag: number }> }>(h.base, 'GET', '/api/v1/groups')
+    expect(list.body.groups).toHaveLength(2000)
+    expect(list.body.groups.filter((g) => g.lag === 1)).toHaveLength(1000)
+    expect(listCommitted).toHaveBeenCalledTimes(1)
   })
 })

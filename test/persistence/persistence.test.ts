@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { afterEach, describe, expect, it } from 'vitest'
+import { key } from '../../src/store/keys.js'
 import { Store } from '../../src/store/store.js'
 import type { GroupCommitStats } from '../../src/store/group-commit.js'
 import { RocksPersistence, type PersistencePacket, type StoredPacket } from '../../src/persistence/persistence.js'
@@ -379,6 +380,39 @@ describe('RocksPersistence restart recovery', () => {
 })
 
 // --- codec ----------------------------------------------------------------------------------
+
+describe('retained messages on disk', () => {
+  it('keeps only the topics in memory and reads the packets from RocksDB, pending writes included', async () => {
+    const node = await Node.start()
+    const p = node.persistence
+    await p.storeRetained({ cmd: 'publish', topic: 'r/a', payload: Buffer.from('one'), qos: 1, retain: true })
+    // not committed yet: read from the overlay
+    expect((await collect(p.createRetainedStream('r/+'))).map((x) => String(x.payload))).toEqual(['one'])
+    await node.store.barrier()
+    await p.storeRetained({ cmd: 'publish', topic: 'r/b', payload: Buffer.from('two'), qos: 0, retain: true })
+    await node.store.barrier()
+    expect((await collect(p.createRetainedStream('r/#'))).map((x) => String(x.payload)).sort()).toEqual(['one', 'two'])
+    // an empty payload deletes
+    await p.storeRetained({ cmd: 'publish', topic: 'r/a', payload: Buffer.alloc(0), qos: 0, retain: true })
+    expect((await collect(p.createRetainedStream('r/#'))).map((x) => x.topic)).toEqual(['r/b'])
+    expect(p.retainedCount).toBe(1)
+    await node.store.barrier()
+    await node.restart()
+    expect((await collect(node.persistence.createRetainedStream('#'))).map((x) => String(x.payload))).toEqual(['two'])
+  })
+
+  it('skips stored retained topics no client could publish (U+0000, a wildcard), instead of failing the start', async () => {
+    const node = await Node.start()
+    // as an earlier Culex let them through: written straight into the store
+    const packet = (topic: string): Buffer => encodePacket({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 0, retain: true })
+    for (const topic of ['bad\u0000topic', 'wild/+', 'good']) await node.store.write([{ type: 'put', key: key('r', topic), value: packet(topic) }])
+    await node.persistence.destroy()
+    const skipped: string[] = []
+    const persistence = await RocksPersistence.open(node.store, { onInvalidRetained: (topic) => skipped.push(topic) })
+    expect(skipped.sort()).toEqual(['bad\u0000topic', 'wild/+'])
+    expect((await collect(persistence.createRetainedStream('#'))).map((x) => x.topic)).toEqual(['good'])
+  })
+})
 
 describe('packet codec', () => {
   it('keeps keys, undefined values, payload type and nested Buffers', () => {
