@@ -5,10 +5,13 @@ import { replay } from './commands/replay.js'
 import { tail } from './commands/tail.js'
 import { ConfigError, describeKeys, loadConfig } from './config/index.js'
 import { Gateway } from './gateway.js'
+import { StoreError, causeChain } from './store/errors.js'
 import { createLogger } from './logger.js'
 
 const EXIT_CONFIG = 2
 const EXIT_FAILURE = 1
+/** EX_TEMPFAIL: the store refused a write or could not open (a full disk); start again later. */
+const EXIT_STORE = 75
 
 function camel(key: string): string {
   return key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())
@@ -19,7 +22,10 @@ async function start(flags: Record<string, unknown>): Promise<void> {
   for (const { key } of describeKeys()) byKey[key] = flags[camel(key)]
   const config = loadConfig({ flags: byKey })
   const logger = createLogger(config.logLevel)
-  const gateway = await Gateway.start(config, logger)
+  let started: Gateway | null = null
+  const gateway = (started = await Gateway.start(config, logger, () => {
+    void (started?.stop() ?? Promise.resolve()).finally(() => process.exit(EXIT_STORE))
+  }))
   let signals = 0
   const onSignal = (signal: NodeJS.Signals): void => {
     if (++signals > 1) {
@@ -80,8 +86,9 @@ startCommand.action(async (flags: Record<string, unknown>) => {
       process.stderr.write(`culex: ${err.message}\n`)
       process.exit(EXIT_CONFIG)
     }
-    process.stderr.write(`culex: failed to start: ${err instanceof Error ? err.message : String(err)}\n`)
-    process.exit(EXIT_FAILURE)
+    // a StoreError's message holds its causes already; other errors may hide theirs (ENOSPC behind "Database is not open")
+    process.stderr.write(`culex: failed to start: ${err instanceof StoreError ? err.message : causeChain(err)}\n`)
+    process.exit(err instanceof StoreError ? EXIT_STORE : EXIT_FAILURE)
   }
 })
 

@@ -67,13 +67,22 @@ export class Gateway {
     return this.parts.broker
   }
 
-  static async start(config: CulexConfig, logger: Logger): Promise<Gateway> {
+  /**
+   * `onStoreFailure` is told once when the store refuses a write (the disk is full, say): from then
+   * on nothing is acknowledged, and the caller stops the gateway (the CLI exits with 75, so a
+   * supervisor restarts it once there is room; RocksDB does not take writes again in-process).
+   */
+  static async start(config: CulexConfig, logger: Logger, onStoreFailure: (err: Error) => void = () => {}): Promise<Gateway> {
     const parts: Parts = {}
     try {
       const store = (parts.store = await Store.open({
         dataDir: config.dataDir,
         durability: config.durability,
-        onWriteError: (err) => logger.fatal({ err }, 'RocksDB write failed; acks are refused from now on')
+        // one line for the state change, not one per refused publish or request
+        onWriteError: (err) => {
+          logger.fatal({ reason: err.message }, 'the store refuses writes: nothing is acknowledged from now on; stopping')
+          onStoreFailure(err)
+        }
       }))
       const log = (parts.log = await RocksLog.open(store, config.streams, {
         onRetentionError: (err) => logger.error({ err }, 'log retention failed')

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { GroupError } from '../log/groups/types.js'
+import { CulexError } from '../errors.js'
 import { LogError } from '../log/types.js'
 import { ApiError, type ErrorBody } from './wire.js'
 
@@ -37,6 +38,9 @@ const GROUP_STATUS: Record<GroupError['code'], number> = {
   INVALID_ARGUMENT: 400
 }
 
+/** The store's codes (src/store/errors.ts). */
+const STORE_STATUS: Record<string, number> = { STORE_FULL: 507, STORE_FAILED: 503 }
+
 /** fastify's own client errors, by their code. */
 const FASTIFY_CODES: Record<string, { status: number; code: string }> = {
   FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'PAYLOAD_TOO_LARGE' },
@@ -58,6 +62,13 @@ export function toErrorResponse(err: unknown): ErrorResponse {
   if (err instanceof ApiError) return client(err.statusCode, err.code, err.message, err.details)
   if (err instanceof LogError) return client(LOG_STATUS[err.code], err.code, err.message, err.details)
   if (err instanceof GroupError) return client(GROUP_STATUS[err.code], err.code, err.message, err.details)
+  // the store refused the write: 507 Insufficient Storage when the disk is full, 503 otherwise;
+  // the client may retry (elsewhere, or here once the gateway has been restarted with room)
+  if (err instanceof CulexError) {
+    const { code, message } = err as CulexError
+    const status = STORE_STATUS[code]
+    if (status !== undefined) return { status, body: { error: code, message, retriable: true }, internal: false }
+  }
   const fe = err as Partial<FastifyError> | null
   if (fe && typeof fe === 'object' && typeof fe.code === 'string') {
     const known = FASTIFY_CODES[fe.code]

@@ -49,7 +49,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: LIMITS.bodyBytes,
     // stream and group names go up to 128 characters, URL-encoded up to 3x that (fastify's default: 100)
-    maxParamLength: 512,
+    routerOptions: { maxParamLength: 512 },
     schemaErrorFormatter,
     // idle keep-alive sockets close at once on close(); held requests are ended by the preClose hook
     forceCloseConnections: 'idle'

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import type { BrokerHook, PublishContext } from '../broker/hooks.js'
 import type { Log } from '../log/types.js'
+import { StoreError } from '../store/errors.js'
 import type { Router } from './router.js'
 import { keyFor, type RouteConfig } from './routes.js'
 
@@ -65,7 +66,8 @@ export class LogAdmission implements BrokerHook {
   private appendTo(publish: PublishContext, route: RouteConfig): Promise<void> {
     const { topic, qos, clientId, payload: value } = publish
     return this.log.append(route.stream, [{ key: keyFor(route, topic, clientId), value, topic, qos, clientId }]).then(noop, (err: unknown) => {
-      this.logger.error({ err, stream: route.stream, topic, clientId, qos }, 'log append failed')
+      // a store that refuses writes was reported once, as a state change: not once per publish
+      if (!(err instanceof StoreError)) this.logger.error({ err, stream: route.stream, topic, clientId, qos }, 'log append failed')
       throw err
     })
   }

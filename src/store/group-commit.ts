@@ -2,6 +2,7 @@ import type { BatchOp } from '@nxtedition/rocksdb'
 import type { Worker } from 'node:worker_threads'
 import { batchSize, encodeBatch } from './batch-codec.js'
 import type { CommitResult } from './commit-thread.js'
+import { storeError } from './errors.js'
 
 export type Durability = 'fsync' | 'none'
 
@@ -51,8 +52,8 @@ export class GroupCommitWriter {
     private readonly onError: (err: Error) => void = () => {}
   ) {
     thread.on('message', (result: CommitResult) => this.committed(result))
-    thread.on('error', (err) => this.fail(err))
-    thread.on('exit', (code) => this.fail(new Error(`the commit thread exited (code ${code})`)))
+    thread.on('error', (err) => this.fail(storeError('write refused', err)))
+    thread.on('exit', (code) => this.fail(storeError('write refused', new Error(`the commit thread exited (code ${code})`))))
   }
 
   /** Queues ops for the next commit; resolves once they are durable. */
@@ -133,7 +134,7 @@ export class GroupCommitWriter {
     if (!batch) return
     this.inFlight = null
     this.thread.unref()
-    const err = result.error ? Object.assign(new Error(`RocksDB write failed: ${result.error.message}`), { code: result.error.code }) : null
+    const err = result.error ? storeError('write refused', Object.assign(new Error(result.error.message), { code: result.error.code })) : null
     this.settle(batch, err)
     for (const resolve of this.idle.splice(0)) resolve()
     if (this.waiters.length > 0) this.schedule()

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { RocksLevel } from '@nxtedition/rocksdb'
 import type { BatchOp, RangeOptions } from '@nxtedition/rocksdb'
 import { startCommitThread } from './commit-thread.js'
+import { storeError } from './errors.js'
 import { GroupCommitWriter, type Durability } from './group-commit.js'
 import { key } from './keys.js'
 
@@ -29,7 +30,11 @@ export class Store {
     await mkdir(options.dataDir, { recursive: true })
     const location = join(options.dataDir, 'culex.rocksdb')
     const db = new RocksLevel(location, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
-    await db.open()
+    try {
+      await db.open()
+    } catch (err) {
+      throw storeError(`cannot open the data dir ${location}`, err)
+    }
     const store = new Store(db, new GroupCommitWriter(startCommitThread(db.handle), options.durability, options.onWriteError), location)
     await store.checkSchema()
     return store
