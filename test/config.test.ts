@@ -56,6 +56,40 @@ describe('loadConfig', () => {
   })
 })
 
+describe('limits', () => {
+  it('take sizes and durations with units', () => {
+    const c = loadConfig({
+      env: { CULEX_MAX_PACKET_SIZE: '256KiB' },
+      flags: { 'packet-timeout': '2s', 'stuck-client-timeout': '1m', 'max-queued-bytes': '10MB', 'queue-full-policy': 'drop-oldest', 'publish-rate': '50' }
+    })
+    expect(c).toMatchObject({
+      maxPacketSize: 256 * 1024,
+      packetTimeoutMs: 2000,
+      stuckClientTimeoutMs: 60_000,
+      maxQueuedBytes: 10_000_000,
+      queueFullPolicy: 'drop-oldest',
+      publishRate: 50
+    })
+  })
+
+  it.each([
+    [{ 'max-packet-size': '10' }, /max-packet-size \(flag --max-packet-size\): "10"; expected .*from 64 B to 256 MiB/],
+    [{ 'max-packet-size': '1GiB' }, /max-packet-size.*"1GiB"/],
+    [{ 'packet-timeout': 'soon' }, /packet-timeout.*"soon"/],
+    [{ 'max-connections-per-address': '-1' }, /max-connections-per-address.*an integer >= 0/],
+    [{ 'queue-full-policy': 'drop-all' }, /queue-full-policy.*"drop-new" or "drop-oldest"/],
+    [{ 'max-subscriptions': '0' }, /max-subscriptions.*from 1 to 1000000/],
+    [{ 'max-topic-length': '65536' }, /max-topic-length.*from 1 to 65535/],
+    [{ 'max-topic-levels': '101' }, /max-topic-levels.*from 1 to 100/],
+    [{ 'max-inflight-messages': '0' }, /max-inflight-messages.*from 1 to 65535/],
+    [{ 'max-outgoing-bytes': '100' }, /max-outgoing-bytes.*at least 1KiB/],
+    [{ 'max-outgoing-bytes': '64KiB', 'max-packet-size': '1MiB' }, /max-outgoing-bytes/]
+  ])('refuses %j with a message naming the key', (flags, message) => {
+    expect(() => loadConfig({ env: {}, flags })).toThrow(ConfigError)
+    expect(() => loadConfig({ env: {}, flags })).toThrow(message)
+  })
+})
+
 describe('admin-port', () => {
   it('defaults to 18083 and takes the same values as the other ports', () => {
     expect(loadConfig({ env: {} }).adminPort).toBe(18083)

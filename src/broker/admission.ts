@@ -10,6 +10,7 @@ export interface AdmissionOptions {
   maxConnectionsPerAddress: number
   maxPacketSize: number
   packetTimeoutMs: number
+  maxTopicLength: number
 }
 
 export type Handle = (stream: Duplex, request?: IncomingMessage) => void
@@ -37,6 +38,7 @@ export function admission(options: AdmissionOptions, counters: BrokerCounters, h
     guardPackets(stream, {
       maxPacketSize: options.maxPacketSize,
       packetTimeoutMs: options.packetTimeoutMs,
+      maxTopicLength: options.maxTopicLength,
       onViolation: (reason, detail) => counters.count(reason, { address, detail })
     })
     handle(stream, request)

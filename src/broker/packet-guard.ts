@@ -15,6 +15,8 @@ import { bytesNeeded, checkPacket, needsCheck } from './wire-checks.js'
 export interface PacketGuardOptions {
   maxPacketSize: number
   packetTimeoutMs: number
+  /** Longest PUBLISH topic name, bytes (filters are checked with the subscription). */
+  maxTopicLength: number
   /** Called once, when a rule closes the connection. */
   onViolation: (reason: PacketViolation, detail: string) => void
 }
@@ -68,7 +70,7 @@ export function guardPackets<S extends Duplex>(stream: S, options: PacketGuardOp
     if (collectedLength < need) return 'wait'
     collected = []
     collectedLength = 0
-    return checkPacket(header >> 4, header & 0x0f, body.subarray(0, need)) ?? 'ok'
+    return checkPacket(header >> 4, header & 0x0f, body.subarray(0, need), options.maxTopicLength) ?? 'ok'
   }
 
   /** Walks the chunk's packet boundaries; false when it breaks a rule. */
@@ -100,7 +102,7 @@ export function guardPackets<S extends Duplex>(stream: S, options: PacketGuardOp
           if (left === 0) {
             // an empty body: the checks that need one find it missing
             if (needsCheck(header >> 4)) {
-              const problem = checkPacket(header >> 4, header & 0x0f, Buffer.alloc(0))
+              const problem = checkPacket(header >> 4, header & 0x0f, Buffer.alloc(0), options.maxTopicLength)
               if (problem) return violate('protocol-violation', problem)
             }
             packetDone()

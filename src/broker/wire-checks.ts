@@ -60,14 +60,16 @@ function stringProblem(what: string, bytes: Buffer | null): string | null {
 }
 
 /** Why the packet must close the connection, or null. */
-export function checkPacket(type: number, flags: number, body: Buffer): string | null {
+export function checkPacket(type: number, flags: number, body: Buffer, maxTopicLength: number): string | null {
   const r = new Reader(body)
   switch (type) {
     case CONNECT:
       return checkConnect(r)
     case PUBLISH: {
-      const topic = stringProblem('the topic name', r.string())
+      const name = r.string()
+      const topic = stringProblem('the topic name', name)
       if (topic) return topic
+      if (name && name.length > maxTopicLength) return `the topic name is ${name.length} bytes long; max-topic-length is ${maxTopicLength}`
       const qos = (flags >> 1) & 3
       if (qos === 3) return 'PUBLISH with QoS 3 [MQTT-3.3.1-4]'
       // a QoS 1/2 PUBLISH carries a non-zero packet identifier [MQTT-2.3.1-1]

@@ -318,3 +318,79 @@ describe('publish rate', () => {
     await closeAll(pub, sub)
   }, 30_000)
 })
+
+describe('connections, topics and in-flight messages', () => {
+  it('closes a connection that sends no CONNECT within connect-timeout, and keeps one that does', async () => {
+    const b = await broker({ connectTimeoutMs: 300 })
+    const silent = await RawClient.open(b.port)
+    const prompt = await RawClient.connected(b.port, 'prompt')
+    expect(await silent.closedWithin(2000)).toBe(true)
+    expect(await prompt.closedWithin(300)).toBe(false)
+    prompt.end()
+  })
+
+  it('accepts at most max-connections-per-address from one address, and frees the place on close', async () => {
+    const b = await broker({ maxConnectionsPerAddress: 3 })
+    const open = await Promise.all([1, 2, 3].map((i) => RawClient.connected(b.port, `c${i}`)))
+    const fourth = await RawClient.open(b.port)
+    expect(await fourth.closedWithin(2000)).toBe(true)
+    expect(b.counters.get('connections-per-address')).toBe(1)
+    open[0]?.end()
+    await open[0]?.closedWithin(1000)
+    await new Promise((r) => setTimeout(r, 50))
+    const again = await RawClient.connected(b.port, 'c4')
+    expect(again.closed).toBe(false)
+    for (const c of [...open, again]) c.end()
+  })
+
+  it('closes a connection that publishes to a topic longer than max-topic-length, and stores nothing', async () => {
+    const b = await broker({ maxTopicLength: 32 })
+    expect(await closesAfter(b, publishWithTopicBytes(Buffer.from('t/'.padEnd(33, 'x')), 1))).toBe(true)
+    expect(b.counters.get('protocol-violation')).toBe(1)
+    expect(b.broker.persistence.retainedCount).toBe(0)
+    // exactly at the limit is fine
+    const ok = await connect(b.url)
+    await ok.publishAsync('t/'.padEnd(32, 'x'), 'v', { qos: 1, retain: true })
+    expect(b.broker.persistence.retainedCount).toBe(1)
+    await closeAll(ok)
+  })
+
+  it('closes a connection that subscribes to a filter longer than max-topic-length or deeper than max-topic-levels', async () => {
+    const b = await broker({ maxTopicLength: 32, maxTopicLevels: 4 })
+    const subscribe = (topic: string): Buffer => mqttPacket.generate({ cmd: 'subscribe', messageId: 5, subscriptions: [{ topic, qos: 1 }] })
+    expect(await closesAfter(b, subscribe('f/'.padEnd(33, 'x')), 2000, 'long')).toBe(true)
+    expect(await closesAfter(b, subscribe('a/b/c/d/e'), 2000, 'deep')).toBe(true)
+    expect(await closesAfter(b, publishWithTopicBytes(Buffer.from('a/b/c/d/e')), 2000, 'deep-publish')).toBe(true)
+    const ok = await connect(b.url)
+    expect((await ok.subscribeAsync('a/b/c/#', { qos: 1 }))[0]?.qos).toBe(1)
+    await closeAll(ok)
+    expect(b.broker.persistence.retainedCount).toBe(0)
+  })
+
+  it('closes a connection with more than max-inflight-messages QoS 2 publishes awaiting PUBREL', async () => {
+    const b = await broker({ maxInflightMessages: 5 })
+    const c = await RawClient.connected(b.port, 'qos2')
+    for (let id = 1; id <= 5; id++) {
+      c.send({ cmd: 'publish', topic: 'q2', payload: Buffer.from(String(id)), qos: 2, messageId: id, retain: false, dup: false })
+      await c.next((p) => p.cmd === 'pubrec' && p.messageId === id)
+    }
+    // five held, no PUBREL sent: the sixth is one too many
+    c.send({ cmd: 'publish', topic: 'q2', payload: Buffer.from('6'), qos: 2, messageId: 6, retain: false, dup: false })
+    expect(await c.closedWithin(2000)).toBe(true)
+    expect(c.received.some((p) => p.cmd === 'pubrec' && p.messageId === 6)).toBe(false)
+  })
+
+  it('disconnects a client silent for one and a half times its keepalive [MQTT-3.1.2-24]', async () => {
+    const b = await broker()
+    const c = await RawClient.connected(b.port, 'sleepy', { keepalive: 1 })
+    const pinging = await RawClient.connected(b.port, 'pinging', { keepalive: 1 })
+    const ping = setInterval(() => pinging.send({ cmd: 'pingreq' }), 500)
+    try {
+      expect(await c.closedWithin(3000)).toBe(true)
+      expect(pinging.closed).toBe(false)
+    } finally {
+      clearInterval(ping)
+      pinging.end()
+    }
+  })
+})
