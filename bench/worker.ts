@@ -2,54 +2,23 @@
 // the bench runner over IPC (see lib/protocol.ts). Only ever connects to 127.0.0.1.
 import { connect as netConnect, type Socket } from 'node:net'
 import { MqttClient, type IClientOptions } from 'mqtt'
-import type { FromWorker, IdleTask, Progress, PubTask, SubTask, Task, ToWorker, WorkerResult } from './lib/protocol.js'
+import type { IdleTask, PubTask, SubTask, Task } from './lib/protocol.js'
+import { newWorkerState, noteError as noteErrorOf, nowMs, progressOf, requireRunner, send, serveRunner } from './lib/worker-side.js'
 
 const HOST = '127.0.0.1'
 const PROGRESS_EVERY_MS = 50
 
-if (!process.send) {
-  process.stderr.write('bench worker: must be started by the bench runner (IPC)\n')
-  process.exit(2)
-}
+requireRunner('bench worker')
 
-function send(msg: FromWorker): void {
-  process.send?.(msg)
-}
-
-function nowMs(): number {
-  return Number(process.hrtime.bigint()) / 1e6
-}
-
-const state: Progress & Omit<WorkerResult, keyof Progress | 'cpuUserMs' | 'cpuSystemMs' | 'latencies'> = {
-  sent: 0,
-  acked: 0,
-  received: 0,
-  connected: 0,
-  failed: 0,
-  pubDone: false,
-  errors: 0,
-  firstSendAt: null,
-  lastAckAt: null,
-  firstRecvAt: null,
-  lastRecvAt: null,
-  goAt: 0,
-  connectStartAt: null,
-  connectEndAt: null,
-  errorSamples: []
-}
+const state = newWorkerState()
 const clients: MqttClient[] = []
-let cpuAtGo: NodeJS.CpuUsage | null = null
 let latencies: Float64Array | null = null
 let latencyCount = 0
 let index = 0
-let task: Task | null = null
 let onGo: () => void = () => {}
 let onCredit: (upTo: number) => void = () => {}
 
-function noteError(err: unknown): void {
-  state.errors++
-  if (state.errorSamples.length < 5) state.errorSamples.push(err instanceof Error ? err.message : String(err))
-}
+const noteError = (err: unknown): void => noteErrorOf(state, err)
 
 function newClient(port: number, clientId: string, localAddress?: string, keepalive = 60): MqttClient {
   const options: IClientOptions = {
@@ -248,67 +217,28 @@ async function initIdle(t: IdleTask): Promise<void> {
 
 // ---- control -----------------------------------------------------------------------------
 
-function progress(): Progress {
-  const { sent, acked, received, connected, failed, pubDone } = state
-  return { sent, acked, received, connected, failed, pubDone }
-}
-
 let lastProgress = ''
 const progressTimer = setInterval(() => {
-  const p = progress()
+  const p = progressOf(state)
   const key = JSON.stringify(p)
   if (key === lastProgress) return
   lastProgress = key
   send({ type: 'progress', ...p })
 }, PROGRESS_EVERY_MS)
 
-function finish(): void {
-  clearInterval(progressTimer)
-  const cpu = process.cpuUsage(cpuAtGo ?? undefined)
-  const samples = latencies === null ? null : Array.from(latencies.subarray(0, latencyCount))
-  const result: WorkerResult = {
-    ...state,
-    ...progress(),
-    cpuUserMs: cpu.user / 1000,
-    cpuSystemMs: cpu.system / 1000,
-    latencies: samples
-  }
-  process.send?.({ type: 'result', ...result } satisfies FromWorker, () => {
+serveRunner<Task>(state, {
+  init(t, i) {
+    index = i
+    return t.kind === 'sub' ? initSub(t) : t.kind === 'pub' ? initPub(t) : initIdle(t)
+  },
+  go: () => onGo(),
+  credit: (upTo) => onCredit(upTo),
+  result() {
+    clearInterval(progressTimer)
+    const samples = latencies === null ? null : Array.from(latencies.subarray(0, latencyCount))
+    return { ...state, latencies: samples }
+  },
+  close() {
     for (const client of clients) client.end(true)
-    // sockets close with the process; do not wait for thousands of DISCONNECTs
-    setTimeout(() => process.exit(0), 50)
-  })
-}
-
-process.on('message', (msg: ToWorker) => {
-  switch (msg.type) {
-    case 'init': {
-      index = msg.index
-      task = msg.task
-      const init = task.kind === 'sub' ? initSub(task) : task.kind === 'pub' ? initPub(task) : initIdle(task)
-      init.then(
-        () => send({ type: 'ready', connected: state.connected }),
-        (err: unknown) => send({ type: 'error', message: `init: ${err instanceof Error ? err.message : String(err)}` })
-      )
-      break
-    }
-    case 'go':
-      state.goAt = nowMs()
-      cpuAtGo = process.cpuUsage()
-      onGo()
-      break
-    case 'credit':
-      onCredit(msg.upTo)
-      break
-    case 'stop':
-      finish()
-      break
   }
-})
-
-// The runner going away (crash, SIGKILL) closes the IPC channel: never outlive it.
-process.on('disconnect', () => process.exit(0))
-process.on('uncaughtException', (err) => {
-  send({ type: 'error', message: err.stack ?? String(err) })
-  process.exit(1)
 })

@@ -2,7 +2,7 @@
 // (bounded by count, time and credit), drain, stop, and the numbers.
 import { nowMs, procCpuMs, sleep } from './procs.js'
 import { brokerOf, type CpuReport, type ScenarioContext } from './scenario.js'
-import type { WorkerResult } from './protocol.js'
+import type { AnyTask, WorkerResult } from './protocol.js'
 import type { WorkerHandle } from './workers.js'
 
 export interface LoadSpec {
@@ -84,8 +84,79 @@ async function waitUntil(cond: () => boolean, deadline: number, what: string): P
   }
 }
 
-function sum(ws: WorkerHandle[], f: (w: WorkerHandle) => number): number {
-  return ws.reduce((a, w) => a + f(w), 0)
+export function sum<T>(xs: T[], f: (x: T) => number): number {
+  return xs.reduce((a, x) => a + f(x), 0)
+}
+
+/** The drain: until `expected` deliveries arrived, nothing arrived for drainIdleMs, drainMaxMs passed, or the deadline. */
+export async function drain(
+  received: () => number,
+  expected: () => number,
+  spec: { drainIdleMs: number; drainMaxMs: number },
+  deadline: number,
+  pollMs: number
+): Promise<void> {
+  const drainEnd = Math.min(deadline, nowMs() + spec.drainMaxMs)
+  let last = received()
+  let lastChange = nowMs()
+  while (received() < expected() && nowMs() < drainEnd) {
+    await sleep(pollMs)
+    const r = received()
+    if (r !== last) {
+      last = r
+      lastChange = nowMs()
+    } else if (nowMs() - lastChange > spec.drainIdleMs) break
+  }
+}
+
+export interface StoppedWorkers {
+  results: { kind: string; result: WorkerResult }[]
+  pubResults: WorkerResult[]
+  subResults: WorkerResult[]
+}
+
+/** Stops every worker (subscribers first) and sorts their results by kind. */
+export async function stopWorkers<S extends AnyTask, P extends AnyTask>(
+  subs: WorkerHandle<S>[],
+  pubs: WorkerHandle<P>[],
+  pubKind: string,
+  subKind: string
+): Promise<StoppedWorkers> {
+  const results: { kind: string; result: WorkerResult }[] = []
+  for (const w of [...subs, ...pubs]) results.push({ kind: w.task.kind, result: await w.stop() })
+  return {
+    results,
+    pubResults: results.filter((r) => r.kind === pubKind).map((r) => r.result),
+    subResults: results.filter((r) => r.kind === subKind).map((r) => r.result)
+  }
+}
+
+function extreme(xs: (number | null)[], f: (...v: number[]) => number): number | null {
+  const v = xs.filter((x): x is number => x !== null)
+  return v.length ? f(...v) : null
+}
+
+/** From the first publish to the last ack and the last delivery, and the rates over those windows. */
+export function timeline(pubResults: WorkerResult[], subResults: WorkerResult[]) {
+  const firstSend = extreme(
+    pubResults.map((r) => r.firstSendAt),
+    Math.min
+  )
+  const lastAck = extreme(
+    pubResults.map((r) => r.lastAckAt),
+    Math.max
+  )
+  const lastRecv = extreme(
+    subResults.map((r) => r.lastRecvAt),
+    Math.max
+  )
+  const rate = (n: number, end: number | null): number | null => (firstSend !== null && end !== null && end > firstSend ? (n * 1000) / (end - firstSend) : null)
+  return { firstSend, lastAck, lastRecv, rate, windowMs: firstSend !== null && lastRecv !== null ? lastRecv - firstSend : null }
+}
+
+/** What the runner keeps of each worker's result in the report (latencies go elsewhere). */
+export function workerSummaries(results: StoppedWorkers['results']) {
+  return results.map(({ kind, result: { latencies: _l, ...rest } }) => ({ kind, result: rest }))
 }
 
 export async function runLoad(ctx: ScenarioContext, spec: LoadSpec): Promise<LoadStats> {
@@ -177,40 +248,15 @@ export async function runLoad(ctx: ScenarioContext, spec: LoadSpec): Promise<Loa
 
   // drain: until every expected delivery arrived, nothing arrived for drainIdleMs, or drainMaxMs
   const expected = (): number => (spec.pub.qos === 0 ? sum(pubs, (w) => w.progress.sent) : sum(pubs, (w) => w.progress.acked)) * subscribers
-  const drainEnd = Math.min(ctx.deadline, nowMs() + spec.drainMaxMs)
-  let last = received()
-  let lastChange = nowMs()
-  while (received() < expected() && nowMs() < drainEnd) {
-    await sleep(10)
-    const r = received()
-    if (r !== last) {
-      last = r
-      lastChange = nowMs()
-    } else if (nowMs() - lastChange > spec.drainIdleMs) break
-  }
+  await drain(received, expected, spec, ctx.deadline, 10)
   const t1 = nowMs()
   const cpu1 = procCpuMs(broker.pid)
 
-  const results: { kind: string; result: WorkerResult }[] = []
-  for (const w of [...subs, ...pubs]) results.push({ kind: w.task.kind, result: await w.stop() })
-  const pubResults = results.filter((r) => r.kind === 'pub').map((r) => r.result)
-  const subResults = results.filter((r) => r.kind === 'sub').map((r) => r.result)
-
-  const min = (xs: (number | null)[]): number | null => {
-    const v = xs.filter((x): x is number => x !== null)
-    return v.length ? Math.min(...v) : null
-  }
-  const max = (xs: (number | null)[]): number | null => {
-    const v = xs.filter((x): x is number => x !== null)
-    return v.length ? Math.max(...v) : null
-  }
-  const firstSend = min(pubResults.map((r) => r.firstSendAt))
-  const lastAck = max(pubResults.map((r) => r.lastAckAt))
-  const lastRecv = max(subResults.map((r) => r.lastRecvAt))
-  const sent = pubResults.reduce((a, r) => a + r.sent, 0)
-  const acked = pubResults.reduce((a, r) => a + r.acked, 0)
-  const recv = subResults.reduce((a, r) => a + r.received, 0)
-  const rate = (n: number, end: number | null): number | null => (firstSend !== null && end !== null && end > firstSend ? (n * 1000) / (end - firstSend) : null)
+  const { results, pubResults, subResults } = await stopWorkers(subs, pubs, 'pub', 'sub')
+  const { lastAck, lastRecv, rate, windowMs } = timeline(pubResults, subResults)
+  const sent = sum(pubResults, (r) => r.sent)
+  const acked = sum(pubResults, (r) => r.acked)
+  const recv = sum(subResults, (r) => r.received)
 
   const latencies: number[] = []
   for (const r of subResults) if (r.latencies) for (const l of r.latencies) latencies.push(l)
@@ -225,7 +271,7 @@ export async function runLoad(ctx: ScenarioContext, spec: LoadSpec): Promise<Loa
     errorSamples: results.flatMap((r) => r.result.errorSamples).slice(0, 5),
     ackedPerSec: spec.pub.qos === 0 ? null : rate(acked, lastAck),
     deliveredPerSec: rate(recv, lastRecv),
-    publishWindowMs: firstSend !== null && lastRecv !== null ? lastRecv - firstSend : null,
+    publishWindowMs: windowMs,
     cpu: {
       wallMs: t1 - t0,
       brokerMs: cpu1 - cpu0,
@@ -233,7 +279,7 @@ export async function runLoad(ctx: ScenarioContext, spec: LoadSpec): Promise<Loa
     },
     latencies,
     notes,
-    workers: results.map(({ kind, result: { latencies: _l, ...rest } }) => ({ kind, result: rest }))
+    workers: workerSummaries(results)
   }
 }
 

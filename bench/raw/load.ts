@@ -1,7 +1,7 @@
 // The runner's side of the raw-socket load (bench/raw/worker.ts): publisher and subscriber
 // processes, go, publish (bounded by count, time, window and credit), drain, stop, and the numbers,
 // including the loss check from the sequence numbers in the payloads.
-import { withDeadline } from '../lib/load.js'
+import { drain, stopWorkers, sum, timeline, withDeadline, workerSummaries } from '../lib/load.js'
 import { nowMs, procCpuMs, sleep } from '../lib/procs.js'
 import type { RawPubTask, RawSubPublisher, RawSubTask, WorkerResult } from '../lib/protocol.js'
 import { brokerOf, type CpuReport, type ScenarioContext } from '../lib/scenario.js'
@@ -71,10 +71,6 @@ const POLL_MS = 5
 /** `total` split into `parts` sizes that differ by at most one, larger first. */
 function split(total: number, parts: number): number[] {
   return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0))
-}
-
-function sum<T>(xs: T[], f: (x: T) => number): number {
-  return xs.reduce((a, x) => a + f(x), 0)
 }
 
 export async function runRawLoad(ctx: ScenarioContext, spec: RawLoadSpec): Promise<RawLoadStats> {
@@ -180,24 +176,11 @@ export async function runRawLoad(ctx: ScenarioContext, spec: RawLoadSpec): Promi
 
   // drain: until every expected delivery arrived, nothing arrived for drainIdleMs, or drainMaxMs
   const expected = (): number => sum(pubs, (w) => (spec.qos === 0 ? w.progress.sent : w.progress.acked))
-  const drainEnd = Math.min(ctx.deadline, nowMs() + spec.drainMaxMs)
-  let last = received()
-  let lastChange = nowMs()
-  while (received() < expected() && nowMs() < drainEnd) {
-    await sleep(POLL_MS)
-    const r = received()
-    if (r !== last) {
-      last = r
-      lastChange = nowMs()
-    } else if (nowMs() - lastChange > spec.drainIdleMs) break
-  }
+  await drain(received, expected, spec, ctx.deadline, POLL_MS)
   const t1 = nowMs()
   const cpu1 = procCpuMs(broker.pid)
 
-  const results: { kind: string; result: WorkerResult }[] = []
-  for (const w of [...subs, ...pubs]) results.push({ kind: w.task.kind, result: await w.stop() })
-  const pubResults = results.filter((r) => r.kind === 'raw-pub').map((r) => r.result)
-  const subResults = results.filter((r) => r.kind === 'raw-sub').map((r) => r.result)
+  const { results, pubResults, subResults } = await stopWorkers(subs, pubs, 'raw-pub', 'raw-sub')
 
   // the loss check: per publisher, what it got acknowledged (or sent, at QoS 0) against what arrived
   const seenBy = new Map<number, RawSubPublisher>()
@@ -231,21 +214,10 @@ export async function runRawLoad(ctx: ScenarioContext, spec: RawLoadSpec): Promi
   if (spec.qos === 0 && pubacks > 0) notes.push(`${pubacks} deliveries came at QoS 1 to a QoS 0 subscription`)
   if (outOfOrderAcks > 0) notes.push(`${outOfOrderAcks} publishes acknowledged after a gap of unacknowledged ones (not in the loss check)`)
 
-  const min = (xs: (number | null)[]): number | null => {
-    const v = xs.filter((x): x is number => x !== null)
-    return v.length ? Math.min(...v) : null
-  }
-  const max = (xs: (number | null)[]): number | null => {
-    const v = xs.filter((x): x is number => x !== null)
-    return v.length ? Math.max(...v) : null
-  }
-  const firstSend = min(pubResults.map((r) => r.firstSendAt))
-  const lastAck = max(pubResults.map((r) => r.lastAckAt))
-  const lastRecv = max(subResults.map((r) => r.lastRecvAt))
+  const { lastAck, lastRecv, rate, windowMs } = timeline(pubResults, subResults)
   const sent = sum(pubResults, (r) => r.sent)
   const acked = sum(pubResults, (r) => r.acked)
   const recv = sum(subResults, (r) => r.received)
-  const rate = (n: number, end: number | null): number | null => (firstSend !== null && end !== null && end > firstSend ? (n * 1000) / (end - firstSend) : null)
   const seen = [...seenBy.values()]
 
   return {
@@ -264,10 +236,10 @@ export async function runRawLoad(ctx: ScenarioContext, spec: RawLoadSpec): Promi
     errorSamples: results.flatMap((r) => r.result.errorSamples).slice(0, 5),
     ackedPerSec: spec.qos === 0 ? null : rate(acked, lastAck),
     deliveredPerSec: rate(recv, lastRecv),
-    windowMs: firstSend !== null && lastRecv !== null ? lastRecv - firstSend : null,
+    windowMs,
     cpu: { wallMs: t1 - t0, brokerMs: cpu1 - cpu0, clientMs: sum(results, (r) => r.result.cpuUserMs + r.result.cpuSystemMs) },
     notes,
-    workers: results.map(({ kind, result: { latencies: _l, ...rest } }) => ({ kind, result: rest }))
+    workers: workerSummaries(results)
   }
 }
 

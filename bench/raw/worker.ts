@@ -5,18 +5,8 @@
 // header only (wire.ts). Driven by the bench runner over the same IPC protocol as bench/worker.ts
 // (see lib/protocol.ts). Only ever connects to 127.0.0.1.
 import { connect as netConnect, type Socket } from 'node:net'
-import {
-  RAW_MISSING_CAP,
-  type FromWorker,
-  type Progress,
-  type RawPubConnection,
-  type RawPubTask,
-  type RawSubPublisher,
-  type RawSubTask,
-  type RawTask,
-  type ToWorker,
-  type WorkerResult
-} from '../lib/protocol.js'
+import { RAW_MISSING_CAP, type Progress, type RawPubConnection, type RawPubTask, type RawSubPublisher, type RawSubTask, type RawTask } from '../lib/protocol.js'
+import { newWorkerState, noteError as noteErrorOf, nowMs, progressOf, requireRunner, send, serveRunner } from '../lib/worker-side.js'
 import {
   CONNACK,
   encodeConnect,
@@ -47,51 +37,20 @@ const MAX_PUBLISHERS = 1 << 16
 /** batches per connection in one pump of all connections */
 const MAX_ROUNDS = 1024
 
-if (!process.send) {
-  process.stderr.write('bench raw worker: must be started by the bench runner (IPC)\n')
-  process.exit(2)
-}
+requireRunner('bench raw worker')
 
-function send(msg: FromWorker): void {
-  process.send?.(msg)
-}
-
-function nowMs(): number {
-  return Number(process.hrtime.bigint()) / 1e6
-}
-
-const state: Progress & Omit<WorkerResult, keyof Progress | 'cpuUserMs' | 'cpuSystemMs' | 'latencies' | 'raw'> = {
-  sent: 0,
-  acked: 0,
-  received: 0,
-  connected: 0,
-  failed: 0,
-  pubDone: false,
-  errors: 0,
-  firstSendAt: null,
-  lastAckAt: null,
-  firstRecvAt: null,
-  lastRecvAt: null,
-  goAt: 0,
-  connectStartAt: null,
-  connectEndAt: null,
-  errorSamples: []
-}
+const state = newWorkerState()
 let protocolErrors = 0
 let pubacksSent = 0
 let running = false
 let stopping = false
-let cpuAtGo: NodeJS.CpuUsage | null = null
 let task: RawTask | null = null
 let onGo: () => void = () => {}
 let onCredit: (upTo: number) => void = () => {}
 let detail: () => { publishers?: RawPubConnection[]; subscribed?: RawSubPublisher[] } = () => ({})
 const sockets: Socket[] = []
 
-function noteError(err: unknown): void {
-  state.errors++
-  if (state.errorSamples.length < 5) state.errorSamples.push(err instanceof Error ? err.message : String(err))
-}
+const noteError = (err: unknown): void => noteErrorOf(state, err)
 
 function protocolError(what: string): void {
   protocolErrors++
@@ -102,13 +61,8 @@ function protocolError(what: string): void {
 
 let reported: Progress = { sent: -1, acked: -1, received: -1, connected: -1, failed: -1, pubDone: false }
 
-function progress(): Progress {
-  const { sent, acked, received, connected, failed, pubDone } = state
-  return { sent, acked, received, connected, failed, pubDone }
-}
-
 function report(): void {
-  const p = progress()
+  const p = progressOf(state)
   const r = reported
   if (
     p.sent === r.sent &&
@@ -512,55 +466,24 @@ async function initSub(t: RawSubTask): Promise<void> {
 
 // ---- control -----------------------------------------------------------------------------
 
-function finish(): void {
-  stopping = true
-  running = false
-  clearInterval(progressTimer)
-  const cpu = process.cpuUsage(cpuAtGo ?? undefined)
-  const result: WorkerResult = {
-    ...state,
-    ...progress(),
-    cpuUserMs: cpu.user / 1000,
-    cpuSystemMs: cpu.system / 1000,
-    latencies: null,
-    raw: { ...detail(), protocolErrors, ...(task?.kind === 'raw-sub' ? { pubacksSent } : {}) }
-  }
-  process.send?.({ type: 'result', ...result } satisfies FromWorker, () => {
+serveRunner<RawTask>(state, {
+  init(t) {
+    task = t
+    return t.kind === 'raw-pub' ? initPub(t) : initSub(t)
+  },
+  go() {
+    running = true
+    onGo()
+  },
+  credit: (upTo) => onCredit(upTo),
+  result() {
+    stopping = true
+    running = false
+    clearInterval(progressTimer)
+    return { ...state, latencies: null, raw: { ...detail(), protocolErrors, ...(task?.kind === 'raw-sub' ? { pubacksSent } : {}) } }
+  },
+  close() {
     const disconnect = encodeDisconnect()
     for (const socket of sockets) if (!socket.destroyed) socket.end(disconnect)
-    setTimeout(() => process.exit(0), 50)
-  })
-}
-
-process.on('message', (msg: ToWorker<RawTask>) => {
-  switch (msg.type) {
-    case 'init': {
-      task = msg.task
-      const init = task.kind === 'raw-pub' ? initPub(task) : initSub(task)
-      init.then(
-        () => send({ type: 'ready', connected: state.connected }),
-        (err: unknown) => send({ type: 'error', message: `init: ${err instanceof Error ? err.message : String(err)}` })
-      )
-      break
-    }
-    case 'go':
-      state.goAt = nowMs()
-      cpuAtGo = process.cpuUsage()
-      running = true
-      onGo()
-      break
-    case 'credit':
-      onCredit(msg.upTo)
-      break
-    case 'stop':
-      finish()
-      break
   }
-})
-
-// The runner going away (crash, SIGKILL) closes the IPC channel: never outlive it.
-process.on('disconnect', () => process.exit(0))
-process.on('uncaughtException', (err) => {
-  send({ type: 'error', message: err.stack ?? String(err) })
-  process.exit(1)
 })
