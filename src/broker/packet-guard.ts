@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream'
-import { bytesNeeded, checkPacket, needsCheck } from './wire-checks.js'
+import { PUBLISH, bytesNeeded, checkPacket, checkPublishAt, needsCheck } from './wire-checks.js'
 
 // The framing guard: it reads every incoming MQTT packet's fixed header (§2.2: a type byte and a
 // remaining length of 1 to 4 bytes) before the bytes reach aedes's parser, which would buffer
@@ -112,6 +112,16 @@ export function guardPackets<S extends Duplex>(stream: S, options: PacketGuardOp
           break
         }
         case State.Collect: {
+          // the common case: a PUBLISH whose topic and packet id are in this chunk, checked in place
+          if (collectedLength === 0 && header >> 4 === PUBLISH && chunk.length - at >= 2) {
+            const need = 2 + chunk.readUInt16BE(at) + (((header >> 1) & 3) > 0 ? 2 : 0)
+            if (need <= left && chunk.length - at >= need) {
+              const problem = checkPublishAt(chunk, at, header & 0x0f, options.maxTopicLength)
+              if (problem) return violate('protocol-violation', problem)
+              state = State.Body
+              break
+            }
+          }
           const take = Math.min(left, chunk.length - at)
           collected.push(chunk.subarray(at, at + take))
           collectedLength += take

@@ -65,17 +65,8 @@ export function checkPacket(type: number, flags: number, body: Buffer, maxTopicL
   switch (type) {
     case CONNECT:
       return checkConnect(r)
-    case PUBLISH: {
-      const name = r.string()
-      const topic = stringProblem('the topic name', name)
-      if (topic) return topic
-      if (name && name.length > maxTopicLength) return `the topic name is ${name.length} bytes long; max-topic-length is ${maxTopicLength}`
-      const qos = (flags >> 1) & 3
-      if (qos === 3) return 'PUBLISH with QoS 3 [MQTT-3.3.1-4]'
-      // a QoS 1/2 PUBLISH carries a non-zero packet identifier [MQTT-2.3.1-1]
-      if (qos > 0 && r.u16() === 0) return `QoS ${qos} PUBLISH with packet identifier 0 [MQTT-2.3.1-1]`
-      return null
-    }
+    case PUBLISH:
+      return checkPublishAt(body, 0, flags, maxTopicLength)
     case SUBSCRIBE:
     case UNSUBSCRIBE: {
       const name = type === SUBSCRIBE ? 'SUBSCRIBE' : 'UNSUBSCRIBE'
@@ -102,6 +93,38 @@ export function checkPacket(type: number, flags: number, body: Buffer, maxTopicL
     default:
       return null
   }
+}
+
+/**
+ * The PUBLISH checks on the variable header at `at` of `buf` (the topic and packet id must be
+ * there: bytesNeeded), without copying: the packet guard runs this on every PUBLISH, in place in
+ * the socket's chunk. A topic of ASCII without U+0000 needs no UTF-8 decoder.
+ */
+export function checkPublishAt(buf: Buffer, at: number, flags: number, maxTopicLength: number): string | null {
+  if (buf.length - at < 2) return 'the topic name is cut short'
+  const length = buf.readUInt16BE(at)
+  const start = at + 2
+  const end = start + length
+  if (end > buf.length) return 'the topic name is cut short'
+  let ascii = true
+  for (let i = start; i < end; i++) {
+    const byte = buf[i] ?? 0
+    if (byte === 0) return 'the topic name: it contains U+0000 [MQTT-1.5.3-2]'
+    if (byte >= 0x80) ascii = false
+  }
+  if (!ascii) {
+    const problem = stringProblem('the topic name', buf.subarray(start, end))
+    if (problem) return problem
+  }
+  if (length > maxTopicLength) return `the topic name is ${length} bytes long; max-topic-length is ${maxTopicLength}`
+  const qos = (flags >> 1) & 3
+  if (qos === 3) return 'PUBLISH with QoS 3 [MQTT-3.3.1-4]'
+  if (qos > 0) {
+    if (end + 2 > buf.length) return 'the packet identifier is cut short'
+    // a QoS 1/2 PUBLISH carries a non-zero packet identifier [MQTT-2.3.1-1]
+    if (buf.readUInt16BE(end) === 0) return `QoS ${qos} PUBLISH with packet identifier 0 [MQTT-2.3.1-1]`
+  }
+  return null
 }
 
 /** Wildcards in their places, not empty [MQTT-4.7.1-2, MQTT-4.7.1-3, MQTT-4.7.3-1]. */
