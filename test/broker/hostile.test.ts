@@ -117,6 +117,23 @@ describe('spec-forbidden input: the connection closes and nothing is stored', ()
     expect(b.counters.get('protocol-violation')).toBe(1)
   })
 
+  it('checks a PUBLISH topic split over several socket reads as one in a single read, and lets well-formed UTF-8 through', async () => {
+    const b = await broker()
+    const c = await RawClient.connected(b.port, 'split')
+    const bad = publishWithTopicBytes(Buffer.from('abc\u0000def'), 1, 9)
+    c.write(bad.subarray(0, 6))
+    await new Promise((r) => setTimeout(r, 50))
+    c.write(bad.subarray(6))
+    expect(await c.closedWithin(2000)).toBe(true)
+    expect(b.broker.persistence.retainedCount).toBe(0)
+
+    const ok = await RawClient.connected(b.port, 'utf8')
+    ok.write(publishWithTopicBytes(Buffer.from('häuser/😀'), 1, 3))
+    expect((await ok.next((p) => p.cmd === 'puback')).messageId).toBe(3)
+    expect(b.broker.persistence.retainedCount).toBe(1)
+    ok.end()
+  })
+
   it.each([
     ['a wildcard', 'will/+'],
     ['an empty topic', ''],
