@@ -136,6 +136,74 @@ export function matches(filter: string, topic: string): boolean {
   return f.length === t.length
 }
 
+/**
+ * The filter that matches exactly the topic names both (valid) filters match, or null when no
+ * topic name matches both. Level by level: a literal meets a literal only if they are equal; '+'
+ * yields the other level; '#' yields the rest of the other filter, the parent level included
+ * [MQTT-4.7.1-2]. A first-level wildcard never meets a literal starting with '$' [MQTT-4.7.2-1],
+ * and when both first levels are wildcards the result keeps one, so it excludes '$' topics too.
+ */
+export function filterIntersection(a: string, b: string): string | null {
+  const x = a.split(LEVEL_SEPARATOR)
+  const y = b.split(LEVEL_SEPARATOR)
+  const out: string[] = []
+  for (let i = 0; ; i++) {
+    const p = x[i]
+    const q = y[i]
+    if (p === MULTI_LEVEL_WILDCARD || q === MULTI_LEVEL_WILDCARD) {
+      const rest = p === MULTI_LEVEL_WILDCARD ? y.slice(i) : x.slice(i)
+      // '#' meets '$x' only past the first level [MQTT-4.7.2-1]
+      const other = rest[0]
+      if (other !== undefined && !isWildcardLevel(other) && !wildcardMayMatch(i, other)) return null
+      return [...out, ...rest].join(LEVEL_SEPARATOR)
+    }
+    if (p === undefined || q === undefined) return p === q ? out.join(LEVEL_SEPARATOR) : null
+    if (p === SINGLE_LEVEL_WILDCARD || q === SINGLE_LEVEL_WILDCARD) {
+      const other = p === SINGLE_LEVEL_WILDCARD ? q : p
+      if (other !== SINGLE_LEVEL_WILDCARD && !wildcardMayMatch(i, other)) return null
+      out.push(other)
+    } else if (p === q) {
+      out.push(p)
+    } else {
+      return null
+    }
+  }
+}
+
+/** Whether some valid topic name matches both (valid) filters, the '$' rule included [MQTT-4.7.2-1]: `#` and `$SYS/#` do not overlap. */
+export function filtersOverlap(a: string, b: string): boolean {
+  return filterIntersection(a, b) !== null
+}
+
+/**
+ * Whether every topic name that matches the (valid) filter `inner` also matches `outer`: 'a/#'
+ * covers 'a' [MQTT-4.7.1-2] and 'a/+/c'; 'a/+' does not cover 'a/#'; '+/x' does not cover '$SYS/x'
+ * [MQTT-4.7.2-1], while '#' covers '+/x' since neither reaches '$' topics; '+/#' and '#' cover each other.
+ */
+export function filterCovers(outer: string, inner: string): boolean {
+  const o = outer.split(LEVEL_SEPARATOR)
+  const n = inner.split(LEVEL_SEPARATOR)
+  for (let i = 0; ; i++) {
+    const p = o[i]
+    const q = n[i]
+    // '#' takes every level from here on, the parent included; at the first level not a '$' one
+    if (p === MULTI_LEVEL_WILDCARD) return q === undefined || isWildcardLevel(q) || wildcardMayMatch(i, q)
+    // the inner filter goes on (deeper levels, or '#') where the outer one has ended, or the reverse
+    if (p === undefined || q === undefined) return p === q
+    // a topic name has at least one level, so a first-level '#' is '+/#'
+    if (q === MULTI_LEVEL_WILDCARD) return i === 0 && p === SINGLE_LEVEL_WILDCARD && o[1] === MULTI_LEVEL_WILDCARD
+    if (p === SINGLE_LEVEL_WILDCARD) {
+      if (q !== SINGLE_LEVEL_WILDCARD && !wildcardMayMatch(i, q)) return false
+    } else if (p !== q) {
+      return false
+    }
+  }
+}
+
+function isWildcardLevel(level: string): boolean {
+  return level === SINGLE_LEVEL_WILDCARD || level === MULTI_LEVEL_WILDCARD
+}
+
 export interface SharedSubscription {
   /** The ShareName: the group of subscribers that share the messages. */
   group: string
