@@ -6,8 +6,9 @@ import type { Store } from '../store/store.js'
 import { installAedesPatch } from './aedes-patch.js'
 import { checkConnect, type ConnectRefusal } from './connect-checks.js'
 import type { BrokerCounters } from './counters.js'
-import type { HookChain, PublishContext, PublishOrigin, RefusalCode } from './hooks.js'
+import type { HookChain, Principal, PublishContext, PublishOrigin, RefusalCode } from './hooks.js'
 import { outgoingGuard } from './outgoing-guard.js'
+import { Principals, certificateName } from './principals.js'
 import { PublishRate } from './publish-rate.js'
 import { Qos2Admissions } from './qos2-admissions.js'
 import { SubscriptionCounter, checkFilter } from './subscribe-checks.js'
@@ -31,6 +32,8 @@ export interface Broker {
   persistence: RocksPersistence
   /** Publishes a record replayed from the log (origin 'replay': not appended to the log again). */
   publishReplay: (message: { topic: string; payload: Buffer; qos: 0 | 1 | 2 }) => Promise<void>
+  /** Disconnects every client whose principal `match` accepts (a reload took its user away); returns how many. */
+  disconnect: (match: (principal: Principal) => boolean, reason: string) => number
   close: () => Promise<void>
 }
 
@@ -52,9 +55,25 @@ function remoteAddress(client: Client): string | undefined {
   return conn.remoteAddress ?? client.req?.socket.remoteAddress
 }
 
-function context(packet: PublishPacket, clientId: string | null, origin: PublishOrigin, duplicate: boolean): PublishContext {
-  return { topic: packet.topic, payload: payloadOf(packet), qos: packet.qos, retain: packet.retain, messageId: packet.messageId, clientId, origin, duplicate }
+function context(packet: PublishPacket, clientId: string | null, principal: Principal | null, origin: PublishOrigin, duplicate: boolean): PublishContext {
+  return {
+    topic: packet.topic,
+    payload: payloadOf(packet),
+    qos: packet.qos,
+    retain: packet.retain,
+    messageId: packet.messageId,
+    clientId,
+    principal,
+    origin,
+    duplicate
+  }
 }
+
+/**
+ * A publish the ACL refuses: acknowledged as MQTT 3.1.1 requires and not published (as mosquitto
+ * does). The source patch of aedes's publish handler looks for this mark (source-patches.ts).
+ */
+const DENIED = Symbol.for('culex.denied')
 
 /**
  * The context made at admission, kept on the packet (aedes hands `published` the same object):
@@ -99,6 +118,11 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const topicLimits = { maxBytes: limits.maxTopicLength, maxLevels: limits.maxTopicLevels }
   const subscriptions = new SubscriptionCounter(limits.maxSubscriptions)
   const rate = new PublishRate<Client>(limits)
+  const principals = new Principals((client, principal) => {
+    logger.info({ clientId: principal.clientId, username: principal.username }, 'credential expired: client disconnected')
+    counters.count('credential-expired', { clientId: principal.clientId })
+    client.close()
+  })
 
   const aedesOptions: AedesOptions = {
     persistence,
@@ -132,12 +156,35 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         counters.count('connect-refused', { reason: refused.reason, address: remoteAddress(client) })
         return done(authError(refused.reason, 2), false)
       }
-      const info = { clientId: client.id, username: username ?? undefined, password: password ?? undefined, remoteAddress: remoteAddress(client) }
+      const info = {
+        clientId: client.id,
+        username: username ?? undefined,
+        password: password ?? undefined,
+        remoteAddress: remoteAddress(client),
+        certificateName: certificateName(client)
+      }
       hooks.authenticate(info).then(
         (decision) => {
-          if (decision.allow) return void done(null, true)
-          logger.warn({ clientId: client.id, username, address: info.remoteAddress, reason: decision.reason }, 'connection refused')
-          done(authError(decision.reason, decision.returnCode), false)
+          if (!decision.allow) {
+            // one line per refused CONNECT, with the address (what fail2ban reads); throttled ones are counted instead
+            if (decision.quiet !== true)
+              logger.warn({ clientId: client.id, username, address: info.remoteAddress, reason: decision.reason }, 'connection refused')
+            return void done(authError(decision.reason, decision.returnCode), false)
+          }
+          const principal = principals.attach(client, decision)
+          // a will the client may not publish is refused now, not when it would fire
+          const will = (client as { _will?: PublishPacket })._will
+          const refusal = will ? hooks.authorizeWill(context(will, client.id, principal, 'will', false)) : undefined
+          if (refusal) {
+            logger.warn(
+              { clientId: client.id, username: principal.username, topic: will?.topic, reason: refusal.reason },
+              'connection refused: will not authorized'
+            )
+            counters.count('will-denied', { clientId: client.id })
+            principals.detach(client)
+            return void done(authError(`will topic not authorized: ${refusal.reason}`, 5), false)
+          }
+          done(null, true)
         },
         (err: unknown) => {
           logger.error({ err, clientId: client.id }, 'authentication failed')
@@ -151,10 +198,15 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       const clientId = client?.id ?? storedClientId(packet)
       const qos2Client = packet.qos === 2 && client !== null && !isWill && packet.messageId !== undefined ? client.id : null
       const qos2 = qos2Client !== null ? qos2Admissions.admit(qos2Client, packet.messageId ?? 0) : undefined
-      const ctx = context(packet, clientId, isWill ? 'will' : 'client', qos2?.duplicate ?? false)
+      const ctx = context(packet, clientId, principals.of(client), isWill ? 'will' : 'client', qos2?.duplicate ?? false)
       const refusal = hooks.admit(ctx)
       if (refusal) {
         if (qos2Client !== null && !ctx.duplicate) qos2Admissions.settled(qos2Client, packet.messageId ?? 0)
+        if (refusal.drop === true && !isWill) {
+          counters.count('publish-denied', { clientId, username: ctx.principal?.username ?? null, topic: packet.topic })
+          ;(packet as PublishPacket & { [DENIED]?: boolean })[DENIED] = true
+          return void done(null)
+        }
         logger.debug({ clientId, topic: packet.topic, reason: refusal.reason }, 'publish refused')
         return void done(new Error(refusal.reason))
       }
@@ -171,6 +223,12 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       if (!check.ok) {
         counters.count('protocol-violation', { clientId: client.id, reason: check.reason })
         return done(new Error(check.reason), null)
+      }
+      const principal = principals.of(client)
+      if (principal && !hooks.authorizeSubscribe(principal, sub.topic)) {
+        counters.count('subscribe-denied', { clientId: client.id, username: principal.username, filter: sub.topic })
+        ;(sub as PersistenceSubscription)[REFUSED] = true
+        return done(null, null) // SUBACK 0x80 for this filter [MQTT-3.9.3-2]
       }
       if (!subscriptions.admit(client, sub.topic)) {
         counters.count('subscription-limit', { clientId: client.id, limit: limits.maxSubscriptions })
@@ -196,9 +254,18 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         return
       }
       // aedes passes no client for its own publishes, whatever its types say
-      ctx ??= context(packet, (client as Client | null)?.id ?? null, internal.get(packet) ?? 'broker', false)
+      ctx ??= context(packet, (client as Client | null)?.id ?? null, null, internal.get(packet) ?? 'broker', false)
       const published = hooks.published(ctx)
       void (barrier ? Promise.all([barrier, published]) : published).then(() => done(), done)
+    }
+  }
+  if (hooks.filtersDeliveries) {
+    // each delivery (live, queued, retained) to a client the ACL does not let read its topic is skipped
+    aedesOptions.authorizeForward = (client, packet) => {
+      const principal = principals.of(client)
+      if (principal === null || hooks.authorizeDelivery(principal, packet.topic)) return packet
+      counters.count('delivery-denied', { clientId: client.id, topic: packet.topic })
+      return null
     }
   }
   if (options.brokerId) aedesOptions.id = options.brokerId
@@ -224,6 +291,15 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         internal.set(packet, 'replay')
         aedes.publish(packet, (err) => (err ? reject(err) : resolve()))
       }),
+    disconnect: (match, reason) => {
+      let n = 0
+      for (const client of principals.matching(match)) {
+        logger.info({ clientId: client.id, reason }, 'client disconnected')
+        client.close()
+        n++
+      }
+      return n
+    },
     close: () =>
       new Promise<void>((resolve) => {
         aedes.close(() => resolve())

@@ -16,6 +16,13 @@ export type DropReason =
   | 'publish-refused'
   | 'connect-refused'
   | 'publish-throttled'
+  | 'login-failed'
+  | 'login-throttled'
+  | 'publish-denied'
+  | 'subscribe-denied'
+  | 'delivery-denied'
+  | 'will-denied'
+  | 'credential-expired'
 
 const LOG_EVERY_MS = 10_000
 

@@ -28,12 +28,37 @@ export interface ConnectInfo {
   password: Buffer | undefined
   /** The peer's address, when the transport has one. */
   remoteAddress: string | undefined
+  /** The subject CN of the client certificate the TLS handshake verified, if any. */
+  certificateName: string | undefined
 }
 
 /** CONNACK return codes a refusal may carry (MQTT 3.1.1 §3.2.2.3): identifier rejected, bad credentials, not authorized. */
 export type RefusalCode = 2 | 4 | 5
 
-export type AuthDecision = { allow: true } | { allow: false; returnCode: RefusalCode; reason: string }
+/** How a client proved who it is. */
+export type AuthMethod = 'anonymous' | 'password' | 'token' | 'certificate'
+
+/** Topic rights a credential carries itself (a JWT's claims): they take the place of the ACL file's. */
+export interface TopicGrants {
+  publish: readonly string[]
+  subscribe: readonly string[]
+}
+
+/** Who a connected client is: made by the broker from the decision of the authenticator that accepted it. */
+export interface Principal {
+  readonly clientId: string
+  /** null for an anonymous client. */
+  readonly username: string | null
+  readonly method: AuthMethod
+  /** When the credential stops being valid (ms since the epoch): the broker disconnects the client then. */
+  readonly expiresAt: number | null
+  readonly grants: TopicGrants | null
+}
+
+export type AuthDecision =
+  | { allow: true; method?: AuthMethod; username?: string | null; expiresAt?: number; grants?: TopicGrants }
+  /** quiet: counted by the hook that refused (a throttle), not logged once per attempt. */
+  | { allow: false; returnCode: RefusalCode; reason: string; quiet?: boolean }
 
 /** Where a publish came from: a client, a will, a replay of the log, or the broker itself ($SYS). */
 export type PublishOrigin = 'client' | 'will' | 'replay' | 'broker'
@@ -47,6 +72,8 @@ export interface PublishContext {
   readonly messageId: number | undefined
   /** The publishing client's id (for a will: its owner's), null for the broker's own. */
   readonly clientId: string | null
+  /** Who published: null for the broker's own publishes, replays, and wills stored by an earlier run. */
+  readonly principal: Principal | null
   readonly origin: PublishOrigin
   /**
    * A QoS 2 PUBLISH whose packet id already awaits PUBREL (or was admitted in the same read):
@@ -58,6 +85,11 @@ export interface PublishContext {
 
 export interface PublishRefusal {
   reason: string
+  /**
+   * Acknowledge the publish as MQTT 3.1.1 requires and drop it (an ACL refusal, as mosquitto
+   * does: 3.1.1 has no negative PUBACK). Otherwise the connection is closed.
+   */
+  drop?: boolean
 }
 
 export interface BrokerHook {
@@ -65,7 +97,13 @@ export interface BrokerHook {
   readonly stage: Stage
   /** undefined: no opinion, ask the next hook. */
   authenticate?: (connect: ConnectInfo) => Promise<AuthDecision | undefined> | AuthDecision | undefined
+  /** A failed CONNECT (a refusal by any authenticator): for throttling and the log. */
+  authenticationFailed?: (connect: ConnectInfo, refusal: AuthDecision & { allow: false }) => void
   authorizePublish?: (publish: PublishContext) => PublishRefusal | undefined
+  /** May this client subscribe to this filter? false: SUBACK 0x80 for it [MQTT-3.9.3-2]. */
+  authorizeSubscribe?: (principal: Principal, filter: string) => boolean
+  /** May this client receive this message (a live, queued or retained delivery)? false: not sent to it. */
+  authorizeDelivery?: (principal: Principal, topic: string) => boolean
   admit?: (publish: PublishContext) => void
   published?: (publish: PublishContext) => Promise<void> | void
   clientClosed?: (clientId: string) => void
@@ -77,7 +115,10 @@ const NOBODY_DECIDED: AuthDecision = { allow: false, returnCode: 5, reason: 'no 
 export class HookChain {
   readonly hooks: readonly BrokerHook[]
   private readonly authenticators: BrokerHook[]
+  private readonly failureObservers: BrokerHook[]
   private readonly authorizers: BrokerHook[]
+  private readonly subscribeAuthorizers: BrokerHook[]
+  private readonly deliveryFilters: BrokerHook[]
   private readonly admitters: BrokerHook[]
   private readonly publishedHooks: BrokerHook[]
   private readonly closers: BrokerHook[]
@@ -92,27 +133,66 @@ export class HookChain {
       names.add(h.name)
       if (h.authenticate && h.stage !== 'authenticate') throw new Error(`hook "${h.name}": authenticate belongs to the authenticate stage`)
       if (h.admit && h.stage !== 'admit') throw new Error(`hook "${h.name}": admit belongs to the admit stage`)
+      if ((h.authorizeSubscribe ?? h.authorizeDelivery) && h.stage !== 'authorize') {
+        throw new Error(`hook "${h.name}": subscribe and delivery checks belong to the authorize stage`)
+      }
     }
     this.authenticators = this.hooks.filter((h) => h.authenticate)
+    this.failureObservers = this.hooks.filter((h) => h.authenticationFailed)
     this.authorizers = this.hooks.filter((h) => h.authorizePublish)
+    this.subscribeAuthorizers = this.hooks.filter((h) => h.authorizeSubscribe)
+    this.deliveryFilters = this.hooks.filter((h) => h.authorizeDelivery)
     this.admitters = this.hooks.filter((h) => h.admit)
     this.publishedHooks = this.hooks.filter((h) => h.published)
     this.closers = this.hooks.filter((h) => h.clientClosed)
   }
 
   async authenticate(connect: ConnectInfo): Promise<AuthDecision> {
+    let decision: AuthDecision = NOBODY_DECIDED
     for (const h of this.authenticators) {
-      const decision = await h.authenticate?.(connect)
-      if (decision) return decision
+      const d = await h.authenticate?.(connect)
+      if (d) {
+        decision = d
+        break
+      }
     }
-    return NOBODY_DECIDED
+    if (!decision.allow) for (const h of this.failureObservers) h.authenticationFailed?.(connect, decision)
+    return decision
+  }
+
+  /**
+   * The authorize stage alone, for a will at CONNECT: a will the client may not publish is
+   * refused then, not when it would fire.
+   */
+  authorizeWill(will: PublishContext): PublishRefusal | undefined {
+    for (const h of this.authorizers) {
+      if (h.stage !== 'authorize') continue
+      const refusal = h.authorizePublish?.(will)
+      if (refusal) return { reason: `${h.name}: ${refusal.reason}` }
+    }
+    return undefined
+  }
+
+  authorizeSubscribe(principal: Principal, filter: string): boolean {
+    for (const h of this.subscribeAuthorizers) if (h.authorizeSubscribe?.(principal, filter) === false) return false
+    return true
+  }
+
+  /** Whether any hook filters deliveries (if none, the broker installs no per-delivery check). */
+  get filtersDeliveries(): boolean {
+    return this.deliveryFilters.length > 0
+  }
+
+  authorizeDelivery(principal: Principal, topic: string): boolean {
+    for (const h of this.deliveryFilters) if (h.authorizeDelivery?.(principal, topic) === false) return false
+    return true
   }
 
   /** Runs authorize and quota, then admit if nothing refused; returns the refusal, if any. */
   admit(publish: PublishContext): PublishRefusal | undefined {
     for (const h of this.authorizers) {
       const refusal = h.authorizePublish?.(publish)
-      if (refusal) return { reason: `${h.name}: ${refusal.reason}` }
+      if (refusal) return { ...refusal, reason: `${h.name}: ${refusal.reason}` }
     }
     for (const h of this.admitters) h.admit?.(publish)
     return undefined

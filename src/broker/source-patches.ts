@@ -17,6 +17,11 @@
 //    filter, so a wildcard subscription got QoS 1 and 2 messages above its granted QoS, live and
 //    retained (moscajs/aedes#1074). The patch downgrades per subscription, and hands the granted
 //    QoS of each filter to the retained lookup (RocksPersistence.createRetainedStreamCombi).
+// 4. A publish the ACL denies is acknowledged and dropped (lib/handlers/publish.js). MQTT 3.1.1
+//    has no negative PUBACK; mosquitto answers such a publish as if it were accepted. aedes can only
+//    refuse a publish by closing the connection, so the broker marks the packet (broker.ts, DENIED)
+//    and the patched handler sends PUBACK / PUBREC without publishing (a PUBREL for it then gets
+//    PUBCOMP, as for any unknown id).
 //
 // Hooks run in Node's loader thread, which loads JavaScript only: the hook is plain JavaScript
 // registered as a data: URL, so it loads the same from dist/ and from the TypeScript sources.
@@ -45,6 +50,20 @@ export const SOURCE_PATCHES: SourcePatch[] = [
         write(client, new PubAck(packet), done)
       })
       break`
+  },
+  {
+    name: 'denied publishes acknowledged, not published',
+    target: /\/node_modules\/aedes\/lib\/handlers\/publish\.js$/.source,
+    from: /function enqueuePublish \(packet, done\) \{\s*const client = this\s*switch \(packet\.qos\) \{/.source,
+    to: `function enqueuePublish (packet, done) {
+  const client = this
+  // patched by Culex (src/broker/source-patches.ts): the ACL denied it; acknowledge, do not publish
+  if (packet[Symbol.for('culex.denied')] === true) {
+    if (packet.qos === 1) return write(client, new PubAck(packet), done)
+    if (packet.qos === 2) return write(client, new PubRec(packet), done)
+    return done()
+  }
+  switch (packet.qos) {`
   },
   {
     name: 'no waiting for a slow subscriber',

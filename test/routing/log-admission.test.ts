@@ -40,7 +40,7 @@ async function all(log: RocksLog, name: string): Promise<LogRecord[]> {
 let messageId = 0
 function publish(topic: string, qos: 0 | 1 | 2, payload = 'v', more: Partial<PublishContext> = {}): PublishContext {
   const origin: PublishOrigin = 'client'
-  return { topic, qos, payload: Buffer.from(payload), retain: false, messageId: ++messageId, clientId: 'c', origin, duplicate: false, ...more }
+  return { topic, qos, payload: Buffer.from(payload), retain: false, messageId: ++messageId, clientId: 'c', principal: null, origin, duplicate: false, ...more }
 }
 
 describe('LogAdmission', () => {

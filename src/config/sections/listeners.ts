@@ -16,6 +16,7 @@ export interface ListenerSection {
   tlsCert: string | null
   tlsKey: string | null
   tlsCa: string | null
+  tlsCrl: string | null
   maxConnections: number
 }
 
@@ -43,6 +44,7 @@ export const listenerSection: Section<ListenerSection> = {
     tlsCert: null,
     tlsKey: null,
     tlsCa: null,
+    tlsCrl: null,
     maxConnections: 100_000
   },
   keys: {
@@ -60,12 +62,20 @@ export const listenerSection: Section<ListenerSection> = {
       expected: 'a PEM CA bundle file path',
       help: 'CA for client certificates (enables client certificate requests)'
     }),
+    'tls-crl': key({
+      field: 'tlsCrl',
+      parse: optionalText,
+      expected: 'a PEM CRL file path (one or more CRLs)',
+      help: 'revoked client certificates (needs tls-ca)'
+    }),
     'max-connections': key({ field: 'maxConnections', parse: positiveInt, expected: 'a positive integer', help: 'connections accepted per listener' })
   },
   check(c) {
     const tlsWanted = c.tlsCert !== null || c.tlsKey !== null
     if (tlsWanted && (c.tlsCert === null || c.tlsKey === null)) throw new ConfigError('tls-cert and tls-key must be given together')
     if (c.tlsCa !== null && !tlsWanted) throw new ConfigError('tls-ca needs tls-cert and tls-key')
+    // a CRL revokes client certificates, which are only requested with a CA
+    if (c.tlsCrl !== null && c.tlsCa === null) throw new ConfigError('tls-crl needs tls-ca (client certificates are only checked with a CA)')
   }
 }
 
