@@ -8,11 +8,33 @@ export class Unreachable extends Error {
   override name = 'Unreachable'
 }
 
+/** Credentials for the API: a bearer token, or a user of the password file (HTTP Basic). */
+export interface ApiCredentials {
+  token?: string
+  user?: string
+  password?: string
+}
+
+/** The Authorization header for these credentials, if any. */
+export function authorization(credentials: ApiCredentials): string | undefined {
+  if (credentials.token !== undefined && credentials.token !== '') return `Bearer ${credentials.token}`
+  if (credentials.user !== undefined && credentials.user !== '') {
+    return `Basic ${Buffer.from(`${credentials.user}:${credentials.password ?? ''}`).toString('base64')}`
+  }
+  return undefined
+}
+
 export class ApiClient {
   /** Whether the gateway has answered any request yet. */
   answered = false
+  private readonly authorization: string | undefined
 
-  constructor(readonly baseUrl: string) {}
+  constructor(
+    readonly baseUrl: string,
+    credentials: ApiCredentials = {}
+  ) {
+    this.authorization = authorization(credentials)
+  }
 
   async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
     // fetch keeps its abort listener on the signal it is given; a long-lived signal (a tail's) gets
@@ -33,7 +55,10 @@ export class ApiClient {
     try {
       res = await fetch(new URL(path, this.baseUrl), {
         method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: {
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(this.authorization === undefined ? {} : { authorization: this.authorization })
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal
       })

@@ -1,8 +1,8 @@
 import { Presets, SingleBar } from 'cli-progress'
 import type { ReplayRequestBody, ReplayStatus } from '../http/wire.js'
-import { ApiClient, parsePosition, sleep } from './api-client.js'
+import { ApiClient, parsePosition, sleep, type ApiCredentials } from './api-client.js'
 
-export interface ReplayCliOptions {
+export interface ReplayCliOptions extends ApiCredentials {
   url: string
   from: string
   to?: string
@@ -14,7 +14,7 @@ const POLL_MS = 200
 
 /** `culex replay`: starts a replay job on the gateway and follows it (a progress bar on a TTY). */
 export async function replay(stream: string, options: ReplayCliOptions, report: (line: string) => void): Promise<ReplayStatus> {
-  const api = new ApiClient(options.url)
+  const api = new ApiClient(options.url, options)
   const body: ReplayRequestBody = {
     from: parsePosition(options.from, '--from'),
     to: options.to === undefined ? undefined : parsePosition(options.to, '--to'),

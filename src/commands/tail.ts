@@ -1,7 +1,7 @@
 import type { ApiRecord, FetchResponse, JoinRequest, Membership, OffsetSpec, PartitionOffset, ReadResponse, StreamSummary } from '../http/wire.js'
-import { ApiClient, ApiError, Backoff, formatRecord, isRetriable, parsePosition, sleep } from './api-client.js'
+import { ApiClient, ApiError, Backoff, formatRecord, isRetriable, parsePosition, sleep, type ApiCredentials } from './api-client.js'
 
-export interface TailOptions {
+export interface TailOptions extends ApiCredentials {
   url: string
   group?: string
   from: string
@@ -26,7 +26,7 @@ const POLL_MS = 250
  * by position, or (with --group) from the group's commits, rejoining with the same member id.
  */
 export async function tail(stream: string, options: TailOptions, out: TailOutput, signal: AbortSignal): Promise<void> {
-  const api = new ApiClient(options.url)
+  const api = new ApiClient(options.url, options)
   const from = parsePosition(options.from, '--from')
   let printed = 0
   const print = (records: ApiRecord[]): boolean => {

@@ -6,6 +6,7 @@ import type { PartitionOffset } from '../log/types.js'
 import { toApiRecord } from './encoding.js'
 import { ApiError, badField, toErrorResponse } from './errors.js'
 import { keepMemberAlive } from './long-poll.js'
+import { memberOf } from './routes/groups.js'
 import { LIMITS, encodingSchema, memberParams, offsetsSchema, type MemberParams } from './schemas.js'
 import { compileStrict } from './validation.js'
 import type { Encoding, PushClientFrame, PushServerFrame } from './wire.js'
@@ -67,7 +68,7 @@ export function pushRoutes(app: FastifyInstance, groups: ConsumerGroups, logger:
     schema: { params: memberParams, querystring: pushQuery },
     // before the upgrade: an unknown member gets a plain HTTP 404
     preHandler: async (request) => {
-      groups.heartbeat(request.params.group, request.params.member)
+      memberOf(request, groups, request.params)
     },
     handler: async () => {
       throw new ApiError(426, 'UPGRADE_REQUIRED', 'this endpoint speaks WebSocket; connect with a WebSocket client')

@@ -4,6 +4,7 @@ import Fastify, { LogController, type FastifyBaseLogger } from 'fastify'
 import type { Logger } from 'pino'
 import type { ConsumerGroups } from '../log/groups/types.js'
 import type { Log } from '../log/types.js'
+import { authenticateRequests, type ApiAccess } from './auth.js'
 import { errorHandler, notFoundHandler } from './errors.js'
 import { PUSH, pushRoutes } from './push.js'
 import { groupRoutes } from './routes/groups.js'
@@ -17,6 +18,7 @@ import { schemaErrorFormatter, validatorCompiler } from './validation.js'
 // Routes live in routes/ and push.ts; this file only assembles and starts the server.
 
 export type { ReplayService } from './routes/replays.js'
+export type { ApiAccess, StreamRight } from './auth.js'
 
 /** How long close() lets requests in flight finish before it cuts their connections (ms). */
 const CLOSE_GRACE_MS = 2000
@@ -30,6 +32,8 @@ export interface HttpServerOptions {
   logger: Logger
   /** Replay into MQTT; without it POST /api/v1/streams/:stream/replay answers 501. */
   replay?: ReplayService
+  /** Who may call the API (src/auth/); without it every request is anonymous and allowed. */
+  access?: ApiAccess
 }
 
 export interface HttpServer {
@@ -69,6 +73,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       socket.terminate()
     }
   })
+  authenticateRequests(app, options.access ?? null)
   streamRoutes(app, options.log, closing.signal)
   groupRoutes(app, options.groups, closing.signal)
   pushRoutes(app, options.groups, logger)

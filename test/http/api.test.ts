@@ -196,7 +196,7 @@ describe('consumer groups', () => {
       [1, 2, 5, 3]
     ])
     const list = await api<{ groups: Array<Record<string, unknown>> }>(h.base, 'GET', '/api/v1/groups')
-    expect(list.body.groups).toEqual([{ group: 'g', state: 'stable', generation: d.body.generation, members: 1, lag: 3 }])
+    expect(list.body.groups).toEqual([{ group: 'g', state: 'stable', generation: d.body.generation, members: 1, streams: ['s'], lag: 3 }])
 
     expect((await api(h.base, 'POST', `${g}/members/${memberId}/heartbeat`)).status).toBe(200)
     const beyond = await api(h.base, 'POST', `${g}/members/${memberId}/commit`, { offsets: [{ stream: 's', partition: 0, offset: 99 }] })

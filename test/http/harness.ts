@@ -1,6 +1,6 @@
-import { pino } from 'pino'
+import { pino, type Logger } from 'pino'
 import { afterEach } from 'vitest'
-import { startHttpServer, type HttpServer, type ReplayService } from '../../src/http/server.js'
+import { startHttpServer, type ApiAccess, type HttpServer, type ReplayService } from '../../src/http/server.js'
 import { GroupCoordinator } from '../../src/log/groups/coordinator.js'
 import { RocksLog } from '../../src/log/rocks/rocks-log.js'
 import type { Log, StreamConfig } from '../../src/log/types.js'
@@ -20,8 +20,16 @@ export interface Harness {
   close(): Promise<void>
 }
 
-/** `replay` builds the replay service on the harness's log, if the test wants one. */
-export async function startHarness(streams: StreamConfig[], options: { replay?: (log: RocksLog) => ReplayService } = {}): Promise<Harness> {
+export interface HarnessOptions {
+  /** Builds the replay service on the harness's log, if the test wants one. */
+  replay?: (log: RocksLog) => ReplayService
+  /** Who may call the API (e.g. `Authentication.api()`); without it every request is anonymous and allowed. */
+  access?: ApiAccess
+  /** The server's logger (default: silent, or CULEX_TEST_LOG_LEVEL). */
+  logger?: Logger
+}
+
+export async function startHarness(streams: StreamConfig[], options: HarnessOptions = {}): Promise<Harness> {
   const store = await Store.open({ dataDir: tempDataDir('admin'), durability: 'fsync' })
   const rocks = await RocksLog.open(store, streams, { retentionIntervalMs: 0 })
   let inFlight = 0
@@ -38,8 +46,8 @@ export async function startHarness(streams: StreamConfig[], options: { replay?: 
     }
   })
   const groups = new GroupCoordinator(log, { sweepIntervalMs: 100 })
-  const logger = pino({ level: process.env.CULEX_TEST_LOG_LEVEL ?? 'silent' })
-  const server = await startHttpServer({ log, groups, host: '127.0.0.1', port: 0, logger, replay: options.replay?.(rocks) })
+  const logger = options.logger ?? pino({ level: process.env.CULEX_TEST_LOG_LEVEL ?? 'silent' })
+  const server = await startHttpServer({ log, groups, host: '127.0.0.1', port: 0, logger, replay: options.replay?.(rocks), access: options.access })
   return {
     rocks,
     groups,

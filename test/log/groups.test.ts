@@ -162,7 +162,7 @@ describe('consumer groups', () => {
       { stream: 's', partition: 1, offset: 0 }
     ])
     expect((await groups.describe('g')).partitions.every((p) => p.lag === 0)).toBe(true)
-    expect(await groups.list()).toEqual([{ group: 'g', state: 'empty', generation: 0, members: 0, lag: 0 }])
+    expect(await groups.list()).toEqual([{ group: 'g', state: 'empty', generation: 0, members: 0, lag: 0, streams: ['s'] }])
   })
 
   it('ends a waiting fetch when its member leaves, and restarts a rejoining member from its commits', async () => {

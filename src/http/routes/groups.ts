@@ -1,5 +1,6 @@
-import type { FastifyInstance } from 'fastify'
-import { SESSION_TIMEOUT, type ConsumerGroups } from '../../log/groups/types.js'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { SESSION_TIMEOUT, type ConsumerGroups, type Membership } from '../../log/groups/types.js'
+import { may, need } from '../auth.js'
 import { toApiRecord } from '../encoding.js'
 import { holdRequest, keepMemberAlive } from '../long-poll.js'
 import { offsetSpecSchema, parseOffsetSpec } from '../positions.js'
@@ -52,19 +53,31 @@ export function groupRoutes(app: FastifyInstance, groups: ConsumerGroups, closin
   const base = '/api/v1/groups/:group'
   const memberBase = `${base}/members/:member`
 
-  app.get('/api/v1/groups', async (): Promise<GroupList> => ({ groups: await groups.list() }))
+  // the groups whose every stream the caller may consume
+  app.get('/api/v1/groups', async (request): Promise<GroupList> => ({
+    groups: (await groups.list()).filter((g) => g.streams.every((s) => may(request, 'groups', s)))
+  }))
 
-  app.get<{ Params: GroupParams }>(base, { schema: { params: groupParams } }, async (request) => groups.describe(request.params.group))
+  app.get<{ Params: GroupParams }>(base, { schema: { params: groupParams } }, async (request) => {
+    const description = await groups.describe(request.params.group)
+    need(request, 'groups', ...new Set(description.partitions.map((p) => p.stream)))
+    return description
+  })
 
-  app.post<{ Params: GroupParams; Body: JoinRequest }>(`${base}/members`, { schema: { params: groupParams, body: joinBody } }, async (request) =>
-    groups.join(request.params.group, request.body)
-  )
+  app.post<{ Params: GroupParams; Body: JoinRequest }>(`${base}/members`, { schema: { params: groupParams, body: joinBody } }, async (request) => {
+    need(request, 'groups', ...request.body.streams)
+    // rejoining as an existing member takes it over: that needs the right on what it consumes now
+    const { memberId } = request.body
+    if (memberId !== undefined) need(request, 'groups', ...(groups.memberStreams(request.params.group, memberId) ?? []))
+    return groups.join(request.params.group, request.body)
+  })
 
   app.post<{ Params: MemberParams }>(`${memberBase}/heartbeat`, { schema: { params: memberParams } }, async (request) =>
-    groups.heartbeat(request.params.group, request.params.member)
+    memberOf(request, groups, request.params)
   )
 
   app.delete<{ Params: MemberParams }>(memberBase, { schema: { params: memberParams } }, async (request, reply) => {
+    memberOf(request, groups, request.params)
     groups.leave(request.params.group, request.params.member)
     return reply.code(204).send()
   })
@@ -74,6 +87,7 @@ export function groupRoutes(app: FastifyInstance, groups: ConsumerGroups, closin
     { schema: { params: memberParams, body: fetchBody } },
     async (request, reply): Promise<FetchResponse> => {
       const { group, member } = request.params
+      memberOf(request, groups, request.params)
       const body = request.body ?? { maxRecords: LIMITS.defaultReadRecords, maxBytes: LIMITS.defaultReadBytes, waitMs: 0, encoding: 'base64' }
       const held = holdRequest(reply, closing)
       const controller = new AbortController()
@@ -101,11 +115,25 @@ export function groupRoutes(app: FastifyInstance, groups: ConsumerGroups, closin
   )
 
   app.post<{ Params: MemberParams; Body: CommitRequest }>(`${memberBase}/commit`, { schema: { params: memberParams, body: commitBody } }, async (request) => {
+    memberOf(request, groups, request.params)
+    need(request, 'groups', ...new Set(request.body.offsets.map((o) => o.stream)))
     await groups.commit(request.params.group, request.params.member, request.body.offsets)
     return { offsets: request.body.offsets }
   })
 
-  app.post<{ Params: GroupParams; Body: ResetBody }>(`${base}/reset`, { schema: { params: groupParams, body: resetBody } }, async (request) => ({
-    offsets: await groups.reset(request.params.group, request.body.stream, parseOffsetSpec(request.body.to, 'body', 'to'))
-  }))
+  app.post<{ Params: GroupParams; Body: ResetBody }>(`${base}/reset`, { schema: { params: groupParams, body: resetBody } }, async (request) => {
+    need(request, 'groups', request.body.stream)
+    return { offsets: await groups.reset(request.params.group, request.body.stream, parseOffsetSpec(request.body.to, 'body', 'to')) }
+  })
+}
+
+/**
+ * A member's routes (heartbeat, fetch, commit, leave, push) need the groups right on the streams
+ * it joined with: a member id someone else got is no way to read a stream one may not. Checked
+ * before the heartbeat each of these routes counts as, so a refused caller keeps nobody alive.
+ */
+export function memberOf(request: FastifyRequest, groups: ConsumerGroups, params: MemberParams): Membership {
+  need(request, 'groups', ...(groups.memberStreams(params.group, params.member) ?? []))
+  // an unknown member: UNKNOWN_MEMBER (404) from here
+  return groups.heartbeat(params.group, params.member)
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { ReplayRequest, ReplayStatus } from '../../log/replay.js'
+import { may, need } from '../auth.js'
 import { ApiError } from '../errors.js'
 import { offsetSpecSchema, parseOffsetSpec } from '../positions.js'
 import { streamParams, type StreamParams } from '../schemas.js'
@@ -49,6 +50,7 @@ export function replayRoutes(app: FastifyInstance, replay: ReplayService | undef
     '/api/v1/streams/:stream/replay',
     { schema: { params: streamParams, body: replayBody } },
     async (request, reply) => {
+      need(request, 'replay', request.params.stream)
       const body = request.body
       const status = await service().start({
         stream: request.params.stream,
@@ -61,12 +63,20 @@ export function replayRoutes(app: FastifyInstance, replay: ReplayService | undef
     }
   )
 
-  app.get('/api/v1/replays', async () => ({ replays: service().list() }))
+  app.get('/api/v1/replays', async (request) => ({
+    replays: service()
+      .list()
+      .filter((r) => may(request, 'replay', r.stream))
+  }))
 
-  app.get<{ Params: { id: string } }>('/api/v1/replays/:id', { schema: { params: idParams } }, async (request) => find(request.params.id))
+  app.get<{ Params: { id: string } }>('/api/v1/replays/:id', { schema: { params: idParams } }, async (request) => {
+    const status = find(request.params.id)
+    need(request, 'replay', status.stream)
+    return status
+  })
 
   app.delete<{ Params: { id: string } }>('/api/v1/replays/:id', { schema: { params: idParams } }, async (request) => {
-    find(request.params.id)
+    need(request, 'replay', find(request.params.id).stream)
     return service().cancel(request.params.id)
   })
 }

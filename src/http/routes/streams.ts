@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { AppendResult, Log, RecordInput, StreamInfo } from '../../log/types.js'
 import { frameHeader } from '../../log/record-codec.js'
 import { decodeValue, toApiRecord } from '../encoding.js'
+import { STREAM_RIGHTS, may, need } from '../auth.js'
 import { badField } from '../errors.js'
 import { holdRequest } from '../long-poll.js'
 import { parseTimestamp } from '../positions.js'
@@ -75,11 +76,15 @@ const readQuery = {
 } as const
 
 export function streamRoutes(app: FastifyInstance, log: Log, closing: AbortSignal): void {
-  app.get('/api/v1/streams', async () => ({ streams: (await log.listStreams()).map(streamSummary) }))
+  // the streams the caller has any right on
+  app.get('/api/v1/streams', async (request) => ({
+    streams: (await log.listStreams()).filter((s) => STREAM_RIGHTS.some((right) => may(request, right, s.config.name))).map(streamSummary)
+  }))
 
-  app.get<{ Params: StreamParams }>('/api/v1/streams/:stream', { schema: { params: streamParams } }, async (request) =>
-    streamSummary(await log.describeStream(request.params.stream))
-  )
+  app.get<{ Params: StreamParams }>('/api/v1/streams/:stream', { schema: { params: streamParams } }, async (request) => {
+    need(request, 'read', request.params.stream)
+    return streamSummary(await log.describeStream(request.params.stream))
+  })
 
   app.post<{ Params: StreamParams; Body: ProduceRequest; Querystring: { encoding?: Encoding } }>(
     '/api/v1/streams/:stream/records',
@@ -92,6 +97,7 @@ export function streamRoutes(app: FastifyInstance, log: Log, closing: AbortSigna
     },
     async (request): Promise<ProduceResponse> => {
       const { stream } = request.params
+      need(request, 'produce', stream)
       const body = request.body
       const encoding = body.encoding ?? request.query.encoding ?? 'base64'
       const single = body.records === undefined
@@ -138,6 +144,7 @@ export function streamRoutes(app: FastifyInstance, log: Log, closing: AbortSigna
     { schema: { params: partitionParams, querystring: readQuery } },
     async (request, reply): Promise<ReadResponse> => {
       const { stream, p } = request.params
+      need(request, 'read', stream)
       const q = request.query
       const from = await readStart(log, stream, p, q)
       let records = await log.read(stream, p, from, { limit: q.limit, maxBytes: q.maxBytes })
@@ -170,6 +177,7 @@ export function streamRoutes(app: FastifyInstance, log: Log, closing: AbortSigna
     { schema: { params: partitionParams, querystring: framesQuery } },
     async (request, reply) => {
       const { stream, p } = request.params
+      need(request, 'read', stream)
       const q = request.query
       const from = await readStart(log, stream, p, q)
       const latest = await log.resolveOffset(stream, p, 'latest')

@@ -95,6 +95,10 @@ export class GroupCoordinator implements ConsumerGroups {
     return membership(group, member)
   }
 
+  memberStreams(groupName: string, memberId: string): readonly string[] | undefined {
+    return this.groups.get(groupName)?.members.get(memberId)?.streams
+  }
+
   leave(groupName: string, memberId: string): void {
     const group = this.group(groupName)
     this.member(group, memberId)

@@ -76,7 +76,14 @@ export async function summarizeGroups(log: Log, groups: ReadonlyMap<string, Grou
     const group = groups.get(name)
     const status = await partitions(infos, group, byGroup.get(name) ?? [])
     const members = group?.members.size ?? 0
-    out.push({ group: name, state: members > 0 ? 'stable' : 'empty', generation: group?.generation ?? 0, members, lag: status.reduce((n, p) => n + p.lag, 0) })
+    out.push({
+      group: name,
+      state: members > 0 ? 'stable' : 'empty',
+      generation: group?.generation ?? 0,
+      members,
+      streams: [...new Set(status.map((p) => p.stream))].sort(),
+      lag: status.reduce((n, p) => n + p.lag, 0)
+    })
   }
   return out
 }

@@ -73,6 +73,8 @@ export interface GroupSummary {
   state: GroupState
   generation: number
   members: number
+  /** The streams the group consumes (members' subscriptions and committed offsets). */
+  streams: string[]
   /** Sum of the lag of the group's partitions. */
   lag: number
 }
@@ -92,6 +94,8 @@ export const SESSION_TIMEOUT = { default: 10_000, min: 1_000, max: 300_000 } as 
 export interface ConsumerGroups {
   join(group: string, options: JoinOptions): Promise<Membership>
   heartbeat(group: string, memberId: string): Membership
+  /** The streams a member joined with, or undefined for an unknown member; no heartbeat (for access checks). */
+  memberStreams(group: string, memberId: string): readonly string[] | undefined
   leave(group: string, memberId: string): void
   fetch(group: string, memberId: string, options: FetchOptions): Promise<FetchResult>
   /** Commits by the current owner of each partition (NOT_ASSIGNED otherwise). */
