@@ -1,9 +1,13 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
 import { Command, InvalidArgumentError, Option } from 'commander'
+import * as passwordFile from './auth/password-file.js'
+import { PASSWD_HELP, PasswdError, passwd, type PasswdOptions } from './commands/passwd.js'
+import type { ApiCredentials } from './commands/api-client.js'
 import { replay } from './commands/replay.js'
 import { tail } from './commands/tail.js'
-import { ConfigError, describeKeys, loadConfig } from './config/index.js'
+import { newApiToken } from './auth/api-tokens.js'
+import { ConfigError, TOKEN_NAME, describeKeys, loadConfig } from './config/index.js'
 import { Gateway } from './gateway.js'
 import { StoreError, causeChain } from './store/errors.js'
 import { createLogger } from './logger.js'
@@ -43,6 +47,11 @@ async function start(flags: Record<string, unknown>): Promise<void> {
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
+  // as mosquitto: SIGHUP re-reads the password file, the ACL file, the JWT key and the TLS files
+  process.on('SIGHUP', () => {
+    logger.info({ signal: 'SIGHUP' }, 'signal received: reloading')
+    gateway.reload().catch((err: unknown) => logger.error({ err }, 'reload failed'))
+  })
 }
 
 /** The version in package.json (two levels up from dist/src/ and from src/). */
@@ -94,6 +103,17 @@ startCommand.action(async (flags: Record<string, unknown>) => {
 
 const DEFAULT_URL = 'http://127.0.0.1:18083'
 
+/** The API credential options of the client commands; the password only from the environment (not visible in ps). */
+function withCredentials(command: Command): Command {
+  return command
+    .addOption(new Option('--token <token>', 'an API token (culex token makes one)').env('CULEX_API_TOKEN'))
+    .addOption(new Option('--user <name>', 'a user of the password file (HTTP Basic); the password comes from CULEX_API_PASSWORD').env('CULEX_API_USER'))
+}
+
+function credentials(opts: { token?: string; user?: string }): ApiCredentials {
+  return { token: opts.token, user: opts.user, password: process.env.CULEX_API_PASSWORD }
+}
+
 /** Runs a client command; errors print one clear line and exit 1. */
 function client(action: () => Promise<void>): Promise<void> {
   return action().catch((err: unknown) => {
@@ -102,8 +122,7 @@ function client(action: () => Promise<void>): Promise<void> {
   })
 }
 
-program
-  .command('tail')
+withCredentials(program.command('tail'))
   .description('print the records of a stream as they arrive')
   .argument('<stream>', 'stream name')
   .option('--group <group>', 'consume as a member of this consumer group, committing what was printed')
@@ -115,23 +134,23 @@ program
   .option('--json', 'one JSON object per record', false)
   .option('--max <n>', 'stop after n records', wholeNumber('--max', 1))
   .addOption(new Option('--url <url>', 'the gateway API').env('CULEX_URL').default(DEFAULT_URL))
-  .action((stream: string, opts: { group?: string; from: string; partition?: number[]; json: boolean; max?: number; url: string }) =>
-    client(async () => {
-      if (opts.group && opts.partition) throw new Error('--partition cannot be used with --group (the group assigns partitions)')
-      const controller = new AbortController()
-      process.once('SIGINT', () => controller.abort())
-      process.once('SIGTERM', () => controller.abort())
-      await tail(
-        stream,
-        { ...opts, partitions: opts.partition },
-        { record: (line) => process.stdout.write(line + '\n'), notice: (line) => process.stderr.write(line + '\n') },
-        controller.signal
-      )
-    })
+  .action(
+    (stream: string, opts: { group?: string; from: string; partition?: number[]; json: boolean; max?: number; url: string; token?: string; user?: string }) =>
+      client(async () => {
+        if (opts.group && opts.partition) throw new Error('--partition cannot be used with --group (the group assigns partitions)')
+        const controller = new AbortController()
+        process.once('SIGINT', () => controller.abort())
+        process.once('SIGTERM', () => controller.abort())
+        await tail(
+          stream,
+          { ...opts, ...credentials(opts), partitions: opts.partition },
+          { record: (line) => process.stdout.write(line + '\n'), notice: (line) => process.stderr.write(line + '\n') },
+          controller.signal
+        )
+      })
   )
 
-program
-  .command('replay')
+withCredentials(program.command('replay'))
   .description('republish historic records of a stream to MQTT under a topic prefix')
   .argument('<stream>', 'stream name')
   .requiredOption('--from <position>', 'earliest, an offset or an ISO 8601 time')
@@ -139,10 +158,41 @@ program
   .option('--topic-prefix <prefix>', "prepended to each record's MQTT topic", 'replay/')
   .option('--partition <p...>', 'only these partitions', (v: string, acc: number[] | undefined) => [...(acc ?? []), wholeNumber('--partition', 0)(v)])
   .addOption(new Option('--url <url>', 'the gateway API').env('CULEX_URL').default(DEFAULT_URL))
-  .action((stream: string, opts: { from: string; to?: string; topicPrefix: string; partition?: number[]; url: string }) =>
+  .action((stream: string, opts: { from: string; to?: string; topicPrefix: string; partition?: number[]; url: string; token?: string; user?: string }) =>
     client(async () => {
-      const status = await replay(stream, { ...opts, partitions: opts.partition }, (line) => process.stdout.write(line + '\n'))
+      const status = await replay(stream, { ...opts, ...credentials(opts), partitions: opts.partition }, (line) => process.stdout.write(line + '\n'))
       if (status.state !== 'done') process.exit(EXIT_FAILURE)
+    })
+  )
+
+program
+  .command('token')
+  .description('make an HTTP API token: prints the token (shown once, stored nowhere) and its entry for api-tokens in the config file')
+  .argument('<name>', 'the token name: 1-64 of a-z, 0-9 and -; it is the user name in the ACL file')
+  .action((name: string) =>
+    client(async () => {
+      if (!TOKEN_NAME.test(name)) throw new Error(`invalid token name "${name}"; expected 1-64 of a-z, 0-9 and -, starting with a letter or digit`)
+      const { token, hash } = await newApiToken(name)
+      process.stdout.write(`token: ${token}\n\nput this under api-tokens in the config file:\n\napi-tokens:\n  ${name}: '${hash}'\n`)
+    })
+  )
+
+program
+  .command('passwd')
+  .description('add a user to a password file or change its password; -D deletes it, -c starts a new file')
+  .argument('<file>', 'the password file (created if missing)')
+  .argument('<user>', 'the user name (the MQTT CONNECT username)')
+  .option('-c, --create', 'create or overwrite the file with only this user')
+  .option('-D, --delete', 'delete the user')
+  .addHelpText('after', PASSWD_HELP)
+  // usage errors exit 2, as config errors do
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_CONFIG))
+  .action((file: string, user: string, opts: PasswdOptions) =>
+    passwd(file, user, opts, passwordFile).catch((err: unknown) => {
+      // never the password: no message holds it
+      const message = err instanceof Error ? err.message : String(err)
+      if (message !== '') process.stderr.write(`culex: ${message}\n`)
+      process.exit(err instanceof PasswdError ? err.exitCode : EXIT_FAILURE)
     })
   )
 

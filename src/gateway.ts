@@ -1,12 +1,12 @@
 import type { Logger } from 'pino'
-import { anonymousAccess } from './auth/anonymous.js'
+import { Authentication, type ReloadReport } from './auth/authentication.js'
 import { admission } from './broker/admission.js'
 import { createBroker, type Broker } from './broker/broker.js'
 import { BrokerCounters } from './broker/counters.js'
 import { HookChain } from './broker/hooks.js'
-import { startListeners, type Listener } from './broker/listeners.js'
+import { reloadTls, startListeners, type Listener } from './broker/listeners.js'
 import { reservedTopics } from './broker/reserved-topics.js'
-import { anonymousAllowed, type CulexConfig } from './config/index.js'
+import { apiHost, tlsEnabled, type CulexConfig } from './config/index.js'
 import { startHttpServer, type HttpServer } from './http/server.js'
 import { GroupCoordinator } from './log/groups/coordinator.js'
 import type { ConsumerGroups } from './log/groups/types.js'
@@ -25,6 +25,7 @@ export interface ListenerAddress {
 
 /** What a gateway has started so far; shutdown closes whatever is there. */
 interface Parts {
+  auth?: Authentication
   store?: Store
   log?: Log
   groups?: ConsumerGroups
@@ -40,8 +41,14 @@ type StartedParts = Required<Omit<Parts, 'http'>> & Pick<Parts, 'http'>
  * The broker's hook chain (src/broker/hooks.ts gives the stage order): who may connect, what
  * may be published, and where publishes go besides MQTT subscribers.
  */
-export function composeHooks(config: CulexConfig, log: Log, router: Router, logger: Logger): HookChain {
-  return new HookChain([anonymousAccess(anonymousAllowed(config)), reservedTopics, ...(router.size > 0 ? [new LogAdmission(router, log, logger)] : [])])
+export function composeHooks(auth: Authentication, log: Log, router: Router, logger: Logger): HookChain {
+  // reserved topics before the ACL: a publish to $SYS closes the connection whatever the ACL says
+  const [authenticators, authorizers] = partition(auth.hooks(), (h) => h.stage === 'authenticate')
+  return new HookChain([...authenticators, reservedTopics, ...authorizers, ...(router.size > 0 ? [new LogAdmission(router, log, logger)] : [])])
+}
+
+function partition<T>(items: T[], test: (item: T) => boolean): [T[], T[]] {
+  return [items.filter(test), items.filter((i) => !test(i))]
 }
 
 /** The composition root: store -> log -> consumer groups -> broker -> HTTP API -> listeners; shutdown in reverse. */
@@ -88,8 +95,9 @@ export class Gateway {
         onRetentionError: (err) => logger.error({ err }, 'log retention failed')
       }))
       const groups = (parts.groups = new GroupCoordinator(log))
-      const hooks = composeHooks(config, log, new Router(config.routes), logger)
       const counters = new BrokerCounters(logger)
+      const auth = (parts.auth = await Authentication.load(config, logger, counters))
+      const hooks = composeHooks(auth, log, new Router(config.routes), logger)
       const broker = (parts.broker = await createBroker({
         store,
         logger,
@@ -101,7 +109,7 @@ export class Gateway {
       }))
       const replays = (parts.replays = new ReplayJobs(log, broker.publishReplay))
       if (config.adminPort !== null) {
-        parts.http = await startHttpServer({ log, groups, host: config.host, port: config.adminPort, logger, replay: replays })
+        parts.http = await startHttpServer({ log, groups, host: apiHost(config), port: config.adminPort, logger, replay: replays, access: auth.api() })
       }
       const aedes = broker.aedes
       // every connection goes through admission (per-address limit, packet guard) to aedes
@@ -123,8 +131,28 @@ export class Gateway {
 
   addresses(): ListenerAddress[] {
     const listeners: ListenerAddress[] = this.parts.listeners.map(({ kind, host, port }) => ({ kind, host, port }))
-    if (this.parts.http) listeners.push({ kind: 'admin', host: this.config.host, port: this.parts.http.port })
+    if (this.parts.http) listeners.push({ kind: 'admin', host: apiHost(this.config), port: this.parts.http.port })
     return listeners
+  }
+
+  /**
+   * SIGHUP: re-reads the password file, the ACL file, the JWT key and the TLS files without
+   * dropping clients (except those whose user was removed). A file that fails keeps what it had.
+   */
+  async reload(): Promise<ReloadReport> {
+    const report = await this.parts.auth.reload((match, reason) => this.parts.broker.disconnect(match, reason))
+    if (tlsEnabled(this.config)) {
+      try {
+        await reloadTls(this.parts.listeners, this.config)
+        report.reloaded.push('tls')
+      } catch (err) {
+        const error = err instanceof Error ? err.message : String(err)
+        report.failed.push({ what: 'tls', error })
+        this.logger.error({ file: 'tls', error }, 'reload failed; the TLS files in force stay')
+      }
+    }
+    this.logger.info({ reloaded: report.reloaded, failed: report.failed.map((f) => f.what), disconnected: report.disconnected }, 'reloaded')
+    return report
   }
 
   /** Stops accepting, disconnects clients, commits pending writes and closes RocksDB. Idempotent. */

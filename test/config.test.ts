@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { ConfigError, DEFAULTS, loadConfig } from '../src/config/index.js'
+import { ConfigError, DEFAULTS, anonymousAllowed, apiCredentialsRequired, apiHost, loadConfig } from '../src/config/index.js'
 import { CLI, tempDataDir } from './helpers/gateway-process.js'
 
 describe('loadConfig', () => {
@@ -286,5 +286,100 @@ describe('culex start with a bad value', () => {
     expect(r.status).toBe(2)
     expect(r.stderr).toMatch(/environment variable CULEX_DURABILITY/)
     expect(existsSync(dataDir)).toBe(false)
+  })
+})
+
+describe('tls-crl', () => {
+  const tls = { 'tls-cert': '/etc/culex/cert.pem', 'tls-key': '/etc/culex/key.pem' }
+
+  it('is off by default and taken with tls-ca from flags or the environment', () => {
+    expect(loadConfig({ env: {} }).tlsCrl).toBeNull()
+    expect(loadConfig({ env: {}, flags: { ...tls, 'tls-ca': '/etc/culex/ca.pem', 'tls-crl': '/etc/culex/crl.pem' } })).toMatchObject({
+      tlsCa: '/etc/culex/ca.pem',
+      tlsCrl: '/etc/culex/crl.pem'
+    })
+    expect(loadConfig({ env: { CULEX_TLS_CA: '/ca.pem', CULEX_TLS_CRL: '/crl.pem' }, flags: tls })).toMatchObject({ tlsCrl: '/crl.pem' })
+    expect(loadConfig({ env: {}, flags: { ...tls, 'tls-crl': 'off' } }).tlsCrl).toBeNull()
+  })
+
+  it.each([
+    ['with tls-cert and tls-key but no tls-ca', { ...tls, 'tls-crl': '/crl.pem' }],
+    ['without any TLS', { 'tls-crl': '/crl.pem' }]
+  ])('is refused %s, naming the key', (_, flags) => {
+    expect(() => loadConfig({ env: {}, flags })).toThrow(ConfigError)
+    expect(() => loadConfig({ env: {}, flags })).toThrow(/^tls-crl needs tls-ca/)
+  })
+
+  it('makes culex start exit 2 without tls-ca', () => {
+    const dataDir = join(tempDataDir('badconfig'), 'data')
+    const r = spawnSync(process.execPath, [CLI, 'start', '--data-dir', dataDir, '--tls-crl', '/crl.pem'], { encoding: 'utf8' })
+    expect(r.status).toBe(2)
+    expect(r.stderr).toMatch(/culex: tls-crl needs tls-ca/)
+    expect(existsSync(dataDir)).toBe(false)
+  })
+})
+
+describe('auth', () => {
+  it('refuses a non-loopback host without any way for clients to authenticate, and accepts one with a password file', () => {
+    expect(() => loadConfig({ env: {}, flags: { host: '0.0.0.0' } })).toThrow(/host 0\.0\.0\.0 is not loopback.*password-file.*allow-anonymous/)
+    expect(loadConfig({ env: {}, flags: { 'host': '0.0.0.0', 'password-file': '/etc/culex/passwords' } })).toMatchObject({
+      host: '0.0.0.0',
+      passwordFile: '/etc/culex/passwords'
+    })
+  })
+
+  it('turns anonymous MQTT access off by default once credentials are configured, and then requires API credentials', () => {
+    const open = loadConfig({ env: {} })
+    expect([anonymousAllowed(open), apiCredentialsRequired(open)]).toEqual([true, false])
+    const withPasswords = loadConfig({ env: {}, flags: { 'password-file': '/p' } })
+    expect([anonymousAllowed(withPasswords), apiCredentialsRequired(withPasswords)]).toEqual([false, true])
+    const explicit = loadConfig({ env: {}, flags: { 'password-file': '/p', 'allow-anonymous': 'true' } })
+    expect([anonymousAllowed(explicit), apiCredentialsRequired(explicit)]).toEqual([true, false])
+    const closed = loadConfig({ env: {}, flags: { 'allow-anonymous': 'false' } })
+    expect([anonymousAllowed(closed), apiCredentialsRequired(closed)]).toEqual([false, true])
+  })
+
+  it('reads api-tokens from the config file only, as name: scrypt hash', () => {
+    const file = join(tempDataDir('config'), 'culex.yaml')
+    writeFileSync(file, "api-tokens:\n  ci-bot: '$scrypt$ln=14,r=8,p=1$GS9ThIW8aOCocwiw3gX8qQ$+rS5/i9U93CvVpwSJ+jXjLa2evpFLuSOjkep18f0TmY'\n")
+    expect(loadConfig({ env: {}, flags: { config: file } }).apiTokens).toEqual({
+      'ci-bot': '$scrypt$ln=14,r=8,p=1$GS9ThIW8aOCocwiw3gX8qQ$+rS5/i9U93CvVpwSJ+jXjLa2evpFLuSOjkep18f0TmY'
+    })
+  })
+
+  it.each([
+    ['api-tokens:\n  ci: culex_ci_abc\n', /api-tokens\.ci.*"\(hidden\)".*scrypt hash/],
+    ['api-tokens:\n  CI: $scrypt$ln=14,r=8,p=1$a$b\n', /invalid token name "CI"/],
+    ['api-tokens: [a, b]\n', /api-tokens.*a mapping of token names/]
+  ])('refuses api-tokens %j, without echoing a token', (yaml, message) => {
+    const file = join(tempDataDir('config'), 'culex.yaml')
+    writeFileSync(file, yaml)
+    expect(() => loadConfig({ env: {}, flags: { config: file } })).toThrow(message)
+    try {
+      loadConfig({ env: {}, flags: { config: file } })
+    } catch (err) {
+      expect(String(err)).not.toContain('culex_ci_abc')
+    }
+  })
+
+  it.each([
+    [{ 'use-identity-as-username': 'true' }, /use-identity-as-username needs tls-ca/],
+    [{ 'jwt-secret-file': '/a', 'jwt-jwks-file': '/b' }, /jwt-secret-file and jwt-jwks-file exclude each other/],
+    [{ 'jwt-issuer': 'me' }, /jwt-issuer and jwt-audience need jwt-secret-file or jwt-jwks-file/],
+    [{ 'login-failures-per-minute': '-1' }, /login-failures-per-minute.*an integer from 0/],
+    [{ 'use-identity-as-username': 'maybe' }, /use-identity-as-username.*true or false/]
+  ])('refuses %j with a message naming the key', (flags, message) => {
+    expect(() => loadConfig({ env: {}, flags })).toThrow(ConfigError)
+    expect(() => loadConfig({ env: {}, flags })).toThrow(message)
+  })
+})
+
+describe('admin-host', () => {
+  it('binds the HTTP API apart from MQTT; credentials are required when either faces beyond loopback', () => {
+    const c = loadConfig({ env: {}, flags: { 'host': '0.0.0.0', 'password-file': '/p', 'allow-anonymous': 'true', 'admin-host': '127.0.0.1' } })
+    expect([apiHost(c), apiCredentialsRequired(c)]).toEqual(['127.0.0.1', false])
+    const open = loadConfig({ env: {}, flags: { 'admin-host': '0.0.0.0' } })
+    expect([apiHost(open), apiCredentialsRequired(open)]).toEqual(['0.0.0.0', true])
+    expect(apiHost(loadConfig({ env: {} }))).toBe('127.0.0.1')
   })
 })

@@ -13,7 +13,9 @@ import { pathToFileURL } from 'node:url'
 /** command the tests run -> Debian package that provides it */
 export const REQUIRED = [
   { command: 'strace', pkg: 'strace', why: 'proves that group commit fsyncs (test/store/fsync.test.ts)' },
-  { command: 'openssl', pkg: 'openssl', why: 'makes the TLS test certificates (test/broker/tls.test.ts)' }
+  { command: 'openssl', pkg: 'openssl', why: 'makes the TLS test certificates (test/broker/tls.test.ts, test/broker/mtls.test.ts)' },
+  { command: 'python3', pkg: 'python3', why: 'runs the Eclipse Paho MQTT 3.1.1 interoperability suite (test/interop/paho.test.ts)' },
+  { command: 'script', pkg: 'bsdutils', why: 'gives culex passwd a pseudo-terminal, to prove it never echoes a password (test/commands/passwd.test.ts)' }
 ]
 
 /**

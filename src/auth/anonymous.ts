@@ -10,6 +10,6 @@ export function anonymousAccess(allowed: boolean): BrokerHook {
   return {
     name: 'anonymous-access',
     stage: 'authenticate',
-    authenticate: () => (allowed ? { allow: true } : { allow: false, returnCode: 5, reason: 'anonymous access is off' })
+    authenticate: () => (allowed ? { allow: true, method: 'anonymous', username: null } : { allow: false, returnCode: 5, reason: 'anonymous access is off' })
   }
 }

@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml'
 import { ConfigError } from './errors.js'
 import type { KeySpec, Section } from './section.js'
 import { apiSection, type ApiSection } from './sections/api.js'
+import { authSection, type AuthSection } from './sections/auth.js'
 import { brokerSection, type BrokerSection } from './sections/broker.js'
 import { limitsSection, type LimitsSection } from './sections/limits.js'
 import { listenerSection, type ListenerSection } from './sections/listeners.js'
@@ -17,16 +18,17 @@ import { BadValue, SectionContext } from './values.js'
 // bad one is a ConfigError naming the key, where it came from and what is allowed.
 
 export { ConfigError } from './errors.js'
-export { anonymousAllowed } from './sections/broker.js'
 export { isLoopback, tlsEnabled, type Port } from './sections/listeners.js'
 export type { LogLevel } from './sections/logging.js'
-export type { ApiSection, BrokerSection, LimitsSection, ListenerSection, LogSection, LoggingSection, StoreSection }
+export { apiHost } from './sections/api.js'
+export { anonymousAllowed, apiCredentialsRequired, jwtEnabled, mqttCredentialsConfigured, TOKEN_NAME } from './sections/auth.js'
+export type { ApiSection, AuthSection, BrokerSection, LimitsSection, ListenerSection, LogSection, LoggingSection, StoreSection }
 export type { QueueFullPolicy } from './sections/limits.js'
 
-export type CulexConfig = StoreSection & ListenerSection & BrokerSection & LimitsSection & ApiSection & LoggingSection & LogSection
+export type CulexConfig = StoreSection & ListenerSection & BrokerSection & AuthSection & LimitsSection & ApiSection & LoggingSection & LogSection
 
 /** Every section, in the order their structured keys are parsed and their checks run. */
-const SECTIONS = [storeSection, listenerSection, brokerSection, limitsSection, apiSection, loggingSection, logSection] as ReadonlyArray<
+const SECTIONS = [storeSection, listenerSection, brokerSection, authSection, limitsSection, apiSection, loggingSection, logSection] as ReadonlyArray<
   Section<unknown, CulexConfig>
 >
 

@@ -19,10 +19,10 @@ export async function call(base: string, method: string, path: string, body?: un
 
 export type { ApiRecord as ApiRecordJson } from '../../src/http/wire.js'
 
-/** Runs `culex <args>` to completion (bounded by timeoutMs); returns its exit code and output. */
-export function runCli(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs `culex <args>` to completion (bounded by timeoutMs), with `stdin` piped in (none: an empty stdin); returns its exit code and output. */
+export function runCli(args: string[], timeoutMs = 20_000, stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
@@ -35,10 +35,12 @@ export function runCli(args: string[], timeoutMs = 20_000): Promise<{ code: numb
       clearTimeout(timer)
       resolve({ code, stdout, stderr })
     })
+    // the command may exit (a usage error) before reading stdin
+    child.stdin.on('error', () => undefined)
+    child.stdin.end(stdin ?? '')
   })
 }
 
-/** A long-running `culex` command (tail) whose output is watched while it runs. */
 export class RunningCli {
   stdout = ''
   stderr = ''

@@ -64,3 +64,15 @@ export class Inbox {
 export async function closeAll(...clients: Array<MqttClient | undefined>): Promise<void> {
   await Promise.all(clients.filter((c): c is MqttClient => !!c).map((c) => c.endAsync(true)))
 }
+
+/** The SUBACK return code for one filter (MQTT.js rejects a 0x80 and keeps the SUBACK on the error). */
+export async function subackCode(client: MqttClient, filter: string): Promise<number> {
+  try {
+    const [grant] = await client.subscribeAsync(filter, { qos: 1 })
+    return grant?.qos ?? -1
+  } catch (err) {
+    const granted = (err as { packet?: { granted?: unknown[] } }).packet?.granted
+    if (typeof granted?.[0] === 'number') return granted[0]
+    throw err
+  }
+}

@@ -1,8 +1,7 @@
-import { ConfigError } from '../errors.js'
 import type { Section } from '../section.js'
 import { key } from '../section.js'
 import { BadValue, bool, optionalText, positiveInteger } from '../values.js'
-import { isLoopback, type ListenerSection } from './listeners.js'
+import type { ListenerSection } from './listeners.js'
 
 function atLeast(min: number): (raw: unknown) => number {
   return (raw) => {
@@ -36,19 +35,6 @@ export const brokerSection: Section<BrokerSection, BrokerSection & ListenerSecti
       help: 'longest accepted MQTT client id, in bytes, for every protocol version'
     }),
     'broker-id': key({ field: 'brokerId', parse: optionalText, expected: 'a non-empty string', help: 'aedes broker id (default: random per start)' })
-  },
-  check(c) {
-    if (!isLoopback(c.host) && c.allowAnonymous !== true) {
-      // Security by default: beyond localhost, anonymous access must be an explicit decision.
-      throw new ConfigError(
-        `host ${c.host} is not loopback: clients there must authenticate, and no authentication is configured; ` +
-          'set allow-anonymous to true to accept anonymous clients on this address'
-      )
-    }
   }
-}
-
-/** Whether clients without credentials are accepted. */
-export function anonymousAllowed(c: BrokerSection & Pick<ListenerSection, 'host'>): boolean {
-  return c.allowAnonymous ?? isLoopback(c.host)
+  // the check that clients beyond loopback can authenticate is in auth.ts: it needs the auth keys
 }
