@@ -9,14 +9,15 @@ export const ROOT = resolve(import.meta.dirname, '../../..')
 export const CULEX_CLI = join(ROOT, 'dist/src/cli.js')
 export const AEDES_SERVER = join(ROOT, 'dist/bench/aedes-server.js')
 
-export type BrokerName = 'culex-fsync' | 'culex-none' | 'base-fsync' | 'base-none' | 'mosquitto' | 'aedes'
+export type BrokerName = 'culex-fsync' | 'culex-none' | 'culex-acl' | 'base-fsync' | 'base-none' | 'mosquitto' | 'aedes'
 /** The brokers run by default; base-* only with --baseline. */
 export const BROKERS: BrokerName[] = ['culex-fsync', 'culex-none', 'mosquitto', 'aedes']
-export const ALL_BROKERS: BrokerName[] = ['culex-fsync', 'culex-none', 'base-fsync', 'base-none', 'mosquitto', 'aedes']
+export const ALL_BROKERS: BrokerName[] = ['culex-fsync', 'culex-none', 'culex-acl', 'base-fsync', 'base-none', 'mosquitto', 'aedes']
 
 export const BROKER_TITLES: Record<BrokerName, string> = {
   'culex-fsync': 'Culex fsync',
   'culex-none': 'Culex none',
+  'culex-acl': 'Culex none+ACL',
   'base-fsync': 'baseline fsync',
   'base-none': 'baseline none',
   'mosquitto': 'mosquitto',
@@ -120,7 +121,19 @@ export function culexArgs(dataDir: string, port: number, durability: 'fsync' | '
   if (adminPort !== null) args.push('--admin-port', String(adminPort))
   else if (culexHasFlag('--admin-port', cli)) args.push('--admin-port', 'off')
   args.push('--durability', durability, '--log-level', 'warn')
+  // every load client connects from 127.0.0.1: no per-address cap, as mosquitto has none
+  if (culexHasFlag('--max-connections-per-address', cli)) args.push('--max-connections-per-address', '0')
   return args
+}
+
+/**
+ * culex-acl's ACL file: the bench's anonymous clients may use bench/#, behind 200 user sections
+ * and two patterns, so every publish and every delivery is checked against a file of real size.
+ */
+export function benchAcl(): string {
+  const lines = ['topic deny bench/forbidden/#', 'topic readwrite bench/#', 'pattern readwrite clients/%c/#', 'pattern read users/%u/#']
+  for (let i = 0; i < 200; i++) lines.push(`user device-${i}`, `topic write devices/device-${i}/#`, `topic read commands/device-${i}/#`)
+  return lines.join('\n') + '\n'
 }
 
 /** mosquitto config: one listener on 127.0.0.1, nothing on 1883, nothing written to disk. */
@@ -156,6 +169,7 @@ export async function startBroker(name: BrokerName, options: StartOptions = {}):
   switch (name) {
     case 'culex-fsync':
     case 'culex-none':
+    case 'culex-acl':
     case 'base-fsync':
     case 'base-none': {
       // CULEX_* variables of the caller's shell must not change what is measured
@@ -168,6 +182,11 @@ export async function startBroker(name: BrokerName, options: StartOptions = {}):
       file = process.execPath
       const cli = culexCli(name)
       args = [...nodeFlags, cli, ...culexArgs(dataDir!, port, name.endsWith('fsync') ? 'fsync' : 'none', adminPort, cli)]
+      if (name === 'culex-acl') {
+        const acl = join(work, 'acl')
+        writeFileSync(acl, benchAcl())
+        args.push('--acl-file', acl)
+      }
       if (options.culexConfig) {
         const conf = join(work, 'culex.json')
         writeFileSync(conf, JSON.stringify(options.culexConfig, null, 2))

@@ -37,6 +37,7 @@ export function median(xs: (number | null | undefined)[]): number | null {
 const RATIOS: [BrokerName, BrokerName][] = [
   ['culex-fsync', 'base-fsync'],
   ['culex-none', 'base-none'],
+  ['culex-acl', 'culex-none'],
   ['culex-fsync', 'mosquitto'],
   ['culex-fsync', 'aedes'],
   ['culex-none', 'mosquitto'],
@@ -45,6 +46,7 @@ const RATIOS: [BrokerName, BrokerName][] = [
 const SHORT: Record<BrokerName, string> = {
   'culex-fsync': 'fsync',
   'culex-none': 'none',
+  'culex-acl': 'acl',
   'base-fsync': 'base',
   'base-none': 'base',
   'mosquitto': 'mosq',
