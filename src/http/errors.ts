@@ -3,6 +3,8 @@ import type { Logger } from 'pino'
 import { GroupError } from '../log/groups/types.js'
 import { CulexError } from '../errors.js'
 import { LogError } from '../log/types.js'
+import { ShareConfigError } from '../log/shared/config.js'
+import { ShareError } from '../log/shared/shared-groups.js'
 import { ApiError, type ErrorBody } from './wire.js'
 
 export { ApiError, type ErrorBody }
@@ -11,14 +13,14 @@ export { ApiError, type ErrorBody }
 // `{ error: CODE, message, ...details }`; CODE is stable, message is for people.
 
 /** A 400 about one input field; `field` is a path such as `records[0].value`. */
-export type FieldLocation = 'body' | 'query' | 'path' | 'frame'
+export type FieldLocation = 'body' | 'query' | 'path' | 'frame' | 'header'
 
 export function badField(where: FieldLocation, field: string, problem: string): ApiError {
   return new ApiError(400, 'INVALID_ARGUMENT', `${describeField(where, field)} ${problem}`, { field, in: where })
 }
 
 export function describeField(where: FieldLocation, field: string): string {
-  const kind = { body: 'body field', query: 'query parameter', path: 'path parameter', frame: 'frame field' }[where]
+  const kind = { body: 'body field', query: 'query parameter', path: 'path parameter', frame: 'frame field', header: 'header' }[where]
   return field === '' ? `request ${where}` : `${kind} ${field}`
 }
 
@@ -27,7 +29,8 @@ const LOG_STATUS: Record<LogError['code'], number> = {
   UNKNOWN_PARTITION: 404,
   OFFSET_OUT_OF_RANGE: 400,
   INVALID_ARGUMENT: 400,
-  STREAM_EXISTS: 409
+  STREAM_EXISTS: 409,
+  IDEMPOTENCY_CONFLICT: 422
 }
 
 const GROUP_STATUS: Record<GroupError['code'], number> = {
@@ -37,6 +40,8 @@ const GROUP_STATUS: Record<GroupError['code'], number> = {
   GROUP_ACTIVE: 409,
   INVALID_ARGUMENT: 400
 }
+
+const SHARE_STATUS: Record<ShareError['code'], number> = { UNKNOWN_GROUP: 404, UNKNOWN_STREAM: 404, INVALID_ARGUMENT: 400 }
 
 /** The store's codes (src/store/errors.ts). */
 const STORE_STATUS: Record<string, number> = { STORE_FULL: 507, STORE_FAILED: 503 }
@@ -62,6 +67,8 @@ export function toErrorResponse(err: unknown): ErrorResponse {
   if (err instanceof ApiError) return client(err.statusCode, err.code, err.message, err.details)
   if (err instanceof LogError) return client(LOG_STATUS[err.code], err.code, err.message, err.details)
   if (err instanceof GroupError) return client(GROUP_STATUS[err.code], err.code, err.message, err.details)
+  if (err instanceof ShareError) return client(SHARE_STATUS[err.code], err.code, err.message, err.details)
+  if (err instanceof ShareConfigError) return client(400, err.code, err.message, { ...err.details, in: 'body' })
   // the store refused the write: 507 Insufficient Storage when the disk is full, 503 otherwise;
   // the client may retry (elsewhere, or here once the gateway has been restarted with room)
   if (err instanceof CulexError) {

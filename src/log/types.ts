@@ -45,6 +45,8 @@ export interface RecordInput {
   topic?: string | null
   qos?: 0 | 1 | 2
   clientId?: string | null
+  /** The partition to append to, instead of the key's (the `partition` argument of append, when given, wins). */
+  partition?: number
 }
 
 export interface LogRecord {
@@ -65,6 +67,30 @@ export interface AppendResult {
   partition: number
   offset: number
   timestamp: number
+}
+
+/**
+ * An idempotent append (Log#appendOnce), as NATS JetStream's Nats-Msg-Id: an id remembered by the
+ * log for its dedup window, with the fingerprint (a digest) of what was appended under it.
+ */
+export interface AppendOnce {
+  /** Names the append within its stream; callers give it a namespace ("http", "mqtt"). */
+  id: string
+  /** A digest of the content: the same id with the same fingerprint is a duplicate. */
+  fingerprint: string
+  /**
+   * The same id with another fingerprint: 'reject' refuses it (IDEMPOTENCY_CONFLICT, nothing
+   * appended); 'append' appends it, and it takes the id over.
+   */
+  onConflict: 'reject' | 'append'
+  /** false: append without looking the id up, and take it over (default true). */
+  lookup?: boolean
+}
+
+export interface AppendOnceResult {
+  /** True when nothing was appended: `results` are those of the first append under the id. */
+  duplicate: boolean
+  results: AppendResult[]
 }
 
 export interface ReadOptions {
@@ -89,7 +115,14 @@ export interface PartitionOffset {
   offset: number
 }
 
-export type LogErrorCode = 'UNKNOWN_STREAM' | 'UNKNOWN_PARTITION' | 'OFFSET_OUT_OF_RANGE' | 'INVALID_ARGUMENT' | 'STREAM_EXISTS'
+export type LogErrorCode =
+  | 'UNKNOWN_STREAM'
+  | 'UNKNOWN_PARTITION'
+  | 'OFFSET_OUT_OF_RANGE'
+  | 'INVALID_ARGUMENT'
+  | 'STREAM_EXISTS'
+  /** appendOnce: the id was used within the dedup window for other content. */
+  | 'IDEMPOTENCY_CONFLICT'
 
 export class LogError extends CulexError<LogErrorCode> {}
 
@@ -101,6 +134,13 @@ export interface Log {
   describeStream(name: string): Promise<StreamInfo>
   /** Appends in order; resolves once every record is committed with the store's durability. */
   append(stream: string, records: RecordInput[], partition?: number): Promise<AppendResult[]>
+  /**
+   * As append, at most once per id within the backend's dedup window: a repeat with the same
+   * fingerprint appends nothing and resolves, once the first append is durable, to its results
+   * (`duplicate: true`). The window and a bound on the ids remembered are the backend's options;
+   * at the bound the oldest ids are forgotten first. The ids survive a restart.
+   */
+  appendOnce(stream: string, records: RecordInput[], once: AppendOnce, partition?: number): Promise<AppendOnceResult>
   /** Records from `offset` on; none at the end offset. Throws OFFSET_OUT_OF_RANGE below the head or beyond the end. */
   read(stream: string, partition: number, offset: number, options: ReadOptions): Promise<LogRecord[]>
   /** As read, in the binary form of record-codec.ts (maxBytes counts whole records). */
@@ -118,7 +158,63 @@ export interface Log {
   /** Every group that has committed offsets, with them. */
   listCommitted(): Promise<Array<PartitionOffset & { group: string }>>
 
+  /** Shared groups (per-record acks, src/log/shared/): the names of the groups with a stored config. */
+  listShareGroups(): Promise<string[]>
+  /** A shared group's config (opaque JSON to the backend) and its state, or null when it has none. */
+  loadShareGroup(group: string): Promise<StoredShareGroup | null>
+  /** Stores a group's config, creating the group. */
+  saveShareConfig(group: string, config: string): Promise<void>
+  /** Applies state changes of a shared group in one durable write. */
+  updateShareState(group: string, updates: ShareStateUpdate[]): Promise<void>
+  /** Removes a shared group's config and state. */
+  deleteShareGroup(group: string): Promise<void>
+
   close(): Promise<void>
+}
+
+/**
+ * One record of a shared group that is neither finished nor beyond `next` (as KIP-932's in-flight
+ * records): delivered and waiting for its ack, due for redelivery, or held back by per-key order.
+ */
+export interface ShareRecordState {
+  offset: number
+  /** The record's key, for per-key order (kept here so a restart need not read the record). */
+  key: string | null
+  /** Times handed out so far. */
+  deliveries: number
+  /** Not handed out again before this time (ms; backoff and nack delays). */
+  availableAt: number
+  firstDeliveryAt: number | null
+  lastDeliveryAt: number | null
+  /** The last error a consumer gave with a nack. */
+  lastError: string | null
+}
+
+/**
+ * A shared group's position in one partition: every offset below `floor` is finished; offsets in
+ * [floor, next) are finished unless they have a record state; offsets from `next` on were never
+ * handed out.
+ */
+export interface SharePartitionState {
+  stream: string
+  partition: number
+  floor: number
+  next: number
+  records: ShareRecordState[]
+}
+
+export interface StoredShareGroup {
+  config: string
+  partitions: SharePartitionState[]
+}
+
+export interface ShareStateUpdate {
+  stream: string
+  partition: number
+  /** New floor and next, when they moved (both are always written together). */
+  position?: { floor: number; next: number }
+  put?: ShareRecordState[]
+  remove?: number[]
 }
 
 /** The message for an offset outside [start, end]: the end is where the next record goes. */

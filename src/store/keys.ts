@@ -15,6 +15,11 @@ export type KeySpace =
   | 'l' // log records: l, stream, partition:u32, offset:u64
   | 'lt' // log time index
   | 'c' // committed offsets
+  | 'x' // dedup window of appendOnce: x, stream, id (the id may hold 0x00: it is the last part)
+  | 'sc' // shared-group config: sc, group
+  | 'sp' // shared-group partition state (acknowledged floor, next offset): sp, group, stream, partition:u32
+  | 'sr' // shared-group record state (deliveries, due time, last error): sr, group, stream, partition:u32, offset:u64
+  | 'd' // delayed messages and records: d, dueAt:u64, id (src/delayed/)
   | 'm' // metadata
 
 export type KeyPart = string | Buffer

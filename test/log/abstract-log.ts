@@ -233,5 +233,42 @@ export function abstractLogSuite<L extends Log>(name: string, backend: LogBacken
       await expectLogError(l.commit('g', [{ stream: 'nope', partition: 0, offset: 0 }]), 'UNKNOWN_STREAM')
       await expectLogError(l.commit('bad group', [{ stream: 's', partition: 0, offset: 0 }]), 'INVALID_ARGUMENT')
     })
+
+    it('stores shared-group configs and state, per group, and deletes a group whole', async () => {
+      const l = await fresh()
+      expect(await l.listShareGroups()).toEqual([])
+      expect(await l.loadShareGroup('g')).toBeNull()
+      await l.saveShareConfig('g', '{"streams":["s"]}')
+      await l.saveShareConfig('h', '{"streams":["t"]}')
+      await expectLogError(l.saveShareConfig('bad group', '{}'), 'INVALID_ARGUMENT')
+      const record = (offset: number, deliveries: number) => ({
+        offset,
+        key: offset % 2 ? 'odd' : null,
+        deliveries,
+        availableAt: 1000 + offset,
+        firstDeliveryAt: deliveries ? 500 : null,
+        lastDeliveryAt: deliveries ? 600 : null,
+        lastError: deliveries > 1 ? 'timeout' : null
+      })
+      await l.updateShareState('g', [
+        { stream: 's', partition: 0, position: { floor: 2, next: 9 }, put: [record(2, 1), record(5, 2), record(2 ** 40, 0)] },
+        { stream: 's', partition: 3, position: { floor: 0, next: 0 } }
+      ])
+      await l.updateShareState('h', [{ stream: 't', partition: 0, position: { floor: 7, next: 8 }, put: [record(7, 3)] }])
+      // one more change: a record finished, one changed, the position moved
+      await l.updateShareState('g', [{ stream: 's', partition: 0, position: { floor: 5, next: 9 }, put: [record(5, 3)], remove: [2] }])
+      expect((await l.listShareGroups()).sort()).toEqual(['g', 'h'])
+      const g = await l.loadShareGroup('g')
+      expect(g?.config).toBe('{"streams":["s"]}')
+      const sorted = g!.partitions.sort((a, b) => a.partition - b.partition)
+      expect(sorted).toEqual([
+        { stream: 's', partition: 0, floor: 5, next: 9, records: [record(5, 3), record(2 ** 40, 0)] },
+        { stream: 's', partition: 3, floor: 0, next: 0, records: [] }
+      ])
+      await l.deleteShareGroup('g')
+      expect(await l.loadShareGroup('g')).toBeNull()
+      expect(await l.listShareGroups()).toEqual(['h'])
+      expect((await l.loadShareGroup('h'))?.partitions).toEqual([{ stream: 't', partition: 0, floor: 7, next: 8, records: [record(7, 3)] }])
+    })
   })
 }

@@ -41,3 +41,20 @@ export function parseCommitKey(k: Buffer): { group: string; stream: string; part
 
 export const u64Value = (n: number): Buffer => u64(n)
 export const readU64Value = (b: Buffer): number => Number(b.readBigUInt64BE(0))
+
+// Shared groups (src/log/shared/): config, per-partition position, per-record state.
+export const shareConfigKey = (group: string): Buffer => key('sc', group)
+export const shareConfigRange = (): { gte: Buffer; lt: Buffer } => prefixRange('sc')
+export const sharePositionKey = (group: string, stream: string, partition: number): Buffer => key('sp', group, stream, u32(partition))
+export const sharePositionRange = (group: string): { gte: Buffer; lt: Buffer } => prefixRange('sp', group)
+export const shareRecordKey = (group: string, stream: string, partition: number, offset: number): Buffer =>
+  key('sr', group, stream, u32(partition), u64(offset))
+export const shareRecordRange = (group: string): { gte: Buffer; lt: Buffer } => prefixRange('sr', group)
+
+/** Decodes `sp, group, stream, partition:u32` (or the same prefix of an `sr` key, with its offset). */
+export function parseShareKey(k: Buffer, withOffset: boolean): { stream: string; partition: number; offset: number } {
+  const end = withOffset ? k.length - 9 : k.length
+  const partition = k.readUInt32BE(end - 4)
+  const parts = k.toString('utf8', 3, end - 5).split('\u0000')
+  return { stream: parts[1] ?? '', partition, offset: withOffset ? Number(k.readBigUInt64BE(k.length - 8)) : 0 }
+}

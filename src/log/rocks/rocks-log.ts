@@ -5,6 +5,8 @@ import { partitionForKey } from '../partitioner.js'
 import {
   LogError,
   outOfRange,
+  type AppendOnce,
+  type AppendOnceResult,
   type AppendResult,
   type EncodedRecord,
   type Log,
@@ -13,11 +15,33 @@ import {
   type PartitionOffset,
   type ReadOptions,
   type RecordInput,
+  type SharePartitionState,
+  type ShareRecordState,
+  type ShareStateUpdate,
+  type StoredShareGroup,
   type StreamConfig,
   type StreamInfo
 } from '../types.js'
 import { AppendWaiters } from './append-waiters.js'
-import { commitKey, commitRange, parseCommitKey, readU64Value, recordKey, recordKeyAt, streamConfigKey, streamConfigRange, u64Value } from './keys.js'
+import { DEDUP_DEFAULTS, DedupIndex, MAX_ID_BYTES, type DedupEntry, type DedupOptions } from './dedup-index.js'
+import {
+  commitKey,
+  commitRange,
+  parseCommitKey,
+  parseShareKey,
+  readU64Value,
+  recordKey,
+  recordKeyAt,
+  shareConfigKey,
+  shareConfigRange,
+  sharePositionKey,
+  sharePositionRange,
+  shareRecordKey,
+  shareRecordRange,
+  streamConfigKey,
+  streamConfigRange,
+  u64Value
+} from './keys.js'
 import { headOp, loadPartition, type PartitionState } from './partition-state.js'
 import { decodeRecord, encodeRecord } from '../record-codec.js'
 import { planRetention } from './retention.js'
@@ -27,6 +51,17 @@ export interface RocksLogOptions {
   /** How often retention runs in the background (ms); 0 = only when applyRetention is called. */
   retentionIntervalMs?: number
   onRetentionError?: (err: unknown) => void
+  /** appendOnce's dedup window and bound (default DEDUP_DEFAULTS: 2 minutes, 100,000 ids). */
+  dedup?: DedupOptions
+  onDedupSweepError?: (err: unknown) => void
+}
+
+/** The writes of an append, prepared synchronously (offsets taken), and what to do once they commit. */
+interface PreparedAppend {
+  s: StreamState
+  ops: BatchOp[]
+  results: AppendResult[]
+  touched: Set<number>
 }
 
 interface StreamState {
@@ -43,10 +78,17 @@ export class RocksLog implements Log {
   /** Partitions appended to since the last commit was sent: their heads go into the next one. */
   private readonly dirty = new Map<PartitionState, [string, number]>()
   private retentionTimer: NodeJS.Timeout | undefined
+  private dedupTimer: NodeJS.Timeout | undefined
   private retentionRunning: Promise<number> | null = null
   private closed = false
 
-  private constructor(private readonly store: Store) {
+  private readonly dedup: DedupIndex
+
+  private constructor(
+    private readonly store: Store,
+    dedup: DedupOptions
+  ) {
+    this.dedup = new DedupIndex(store, dedup)
     // a partition's head (start offset, bytes) is written once per commit, not once per append
     store.contribute(() => this.dirtyHeads())
   }
@@ -61,8 +103,9 @@ export class RocksLog implements Log {
 
   /** Opens the log: loads stored streams and commits, then ensures the configured streams. */
   static async open(store: Store, streams: StreamConfig[] = [], options: RocksLogOptions = {}): Promise<RocksLog> {
-    const log = new RocksLog(store)
+    const log = new RocksLog(store, options.dedup ?? DEDUP_DEFAULTS)
     await log.load()
+    await log.dedup.load(Date.now())
     for (const config of streams) await log.ensureStream(config)
     const interval = options.retentionIntervalMs ?? 30_000
     if (interval > 0) {
@@ -70,6 +113,13 @@ export class RocksLog implements Log {
         log.applyRetention().catch((err: unknown) => options.onRetentionError?.(err))
       }, interval)
       log.retentionTimer.unref()
+    }
+    const sweep = log.dedup.enabled ? (options.dedup?.sweepIntervalMs ?? Math.min(log.dedup.options.windowMs, 30_000)) : 0
+    if (sweep > 0) {
+      log.dedupTimer = setInterval(() => {
+        log.sweepDedup().catch((err: unknown) => options.onDedupSweepError?.(err))
+      }, sweep)
+      log.dedupTimer.unref()
     }
     return log
   }
@@ -129,14 +179,67 @@ export class RocksLog implements Log {
   }
 
   async append(stream: string, records: RecordInput[], partition?: number): Promise<AppendResult[]> {
+    const batch = this.prepare(stream, records, partition)
+    await this.store.write(batch.ops)
+    this.appended(stream, batch)
+    return batch.results
+  }
+
+  /**
+   * The id is looked up and remembered synchronously (dedup-index.ts), so appendOnce keeps call
+   * order with append; its entry goes into the records' batch.
+   */
+  async appendOnce(stream: string, records: RecordInput[], once: AppendOnce, partition?: number): Promise<AppendOnceResult> {
+    checkOnce(once)
+    this.stream(stream)
+    if (!this.dedup.enabled) return { duplicate: false, results: await this.append(stream, records, partition) }
+    const now = Date.now()
+    const found = once.lookup === false ? undefined : this.dedup.find(stream, once.id, now)
+    if (found && found.fingerprint === once.fingerprint) return this.duplicateOf(stream, records, once, found, partition)
+    if (found && once.onConflict === 'reject') {
+      throw new LogError('IDEMPOTENCY_CONFLICT', `id ${JSON.stringify(once.id)} was used on stream ${stream} within the dedup window for other content`, {
+        stream
+      })
+    }
+    const batch = this.prepare(stream, records, partition)
+    const entry = this.dedup.remember(stream, once.id, once.fingerprint, batch.results, now, batch.ops)
+    const written = this.store.write(batch.ops).then(() => {
+      this.appended(stream, batch)
+      return batch.results
+    })
+    entry.pending = written
+    try {
+      await written
+    } catch (err) {
+      this.dedup.forget(stream, once.id, entry)
+      throw err
+    } finally {
+      entry.pending = null
+    }
+    return { duplicate: false, results: batch.results }
+  }
+
+  /** A repeat: the first append's results, once it is durable (its failure is the repeat's). */
+  private async duplicateOf(stream: string, records: RecordInput[], once: AppendOnce, entry: DedupEntry, partition?: number): Promise<AppendOnceResult> {
+    const results = entry.pending ? await entry.pending : await this.dedup.results(stream, once.id)
+    if (results) return { duplicate: true, results }
+    // forgotten between the lookup and the read (its window ended, or room was made): a new append
+    return this.appendOnce(stream, records, { ...once, lookup: false }, partition)
+  }
+
+  /**
+   * The records' writes, with their offsets and timestamps, taken synchronously so that appends
+   * keep call order. Every partition is checked before any state changes.
+   */
+  private prepare(stream: string, records: RecordInput[], partition?: number): PreparedAppend {
     const s = this.stream(stream)
     if (partition !== undefined) this.partition(s, partition)
+    else for (const input of records) if (input.partition !== undefined) this.partition(s, input.partition)
     const ops: BatchOp[] = []
     const results: AppendResult[] = []
     const touched = new Set<number>()
     for (const input of records) {
-      // Offsets and timestamps are taken synchronously, so appends keep call order.
-      const p = partition ?? (input.key !== null ? partitionForKey(input.key, s.config.partitions) : s.roundRobin++ % s.config.partitions)
+      const p = partition ?? input.partition ?? (input.key !== null ? partitionForKey(input.key, s.config.partitions) : s.roundRobin++ % s.config.partitions)
       const state = this.partition(s, p)
       const timestamp = Math.max(Date.now(), state.lastTimestamp)
       const offset = state.next++
@@ -159,14 +262,17 @@ export class RocksLog implements Log {
       touched.add(p)
       results.push({ partition: p, offset, timestamp })
     }
-    await this.store.write(ops)
+    return { s, ops, results, touched }
+  }
+
+  /** After the batch of `prepare` committed: the records are readable, and waiting readers woken. */
+  private appended(stream: string, { s, results, touched }: PreparedAppend): void {
     // The writer commits in call order, so everything below these offsets is durable now.
     for (const r of results) {
       const state = this.partition(s, r.partition)
       if (r.offset + 1 > state.end) state.end = r.offset + 1
     }
     for (const p of touched) this.waiters.notify(AppendWaiters.id(stream, p))
-    return results
   }
 
   read(stream: string, partition: number, offset: number, options: ReadOptions): Promise<LogRecord[]> {
@@ -302,9 +408,77 @@ export class RocksLog implements Log {
     })
   }
 
+  async listShareGroups(): Promise<string[]> {
+    const groups: string[] = []
+    for await (const k of this.store.scanKeys(shareConfigRange())) groups.push(k.toString('utf8', 3))
+    return groups
+  }
+
+  async loadShareGroup(group: string): Promise<StoredShareGroup | null> {
+    const config = await this.store.get(shareConfigKey(group))
+    if (config === undefined) return null
+    const partitions = new Map<string, SharePartitionState>()
+    for await (const [k, v] of this.store.scan(sharePositionRange(group))) {
+      const { stream, partition } = parseShareKey(k, false)
+      partitions.set(`${stream}\u0000${partition}`, { stream, partition, floor: readU64Value(v), next: Number(v.readBigUInt64BE(8)), records: [] })
+    }
+    for await (const [k, v] of this.store.scan(shareRecordRange(group))) {
+      const { stream, partition, offset } = parseShareKey(k, true)
+      const state = partitions.get(`${stream}\u0000${partition}`)
+      // a record state is only ever written with its partition's position
+      if (state) state.records.push({ ...(JSON.parse(v.toString('utf8')) as Omit<ShareRecordState, 'offset'>), offset })
+    }
+    return { config: config.toString('utf8'), partitions: [...partitions.values()] }
+  }
+
+  async saveShareConfig(group: string, config: string): Promise<void> {
+    if (!isValidName(group)) throw new LogError('INVALID_ARGUMENT', `invalid group name "${group}": expected ${NAME_RULE}`)
+    await this.store.write([{ type: 'put', key: shareConfigKey(group), value: Buffer.from(config, 'utf8') }])
+  }
+
+  async updateShareState(group: string, updates: ShareStateUpdate[]): Promise<void> {
+    const ops: BatchOp[] = []
+    for (const u of updates) {
+      if (u.position) {
+        const value = Buffer.allocUnsafe(16)
+        value.writeBigUInt64BE(BigInt(u.position.floor), 0)
+        value.writeBigUInt64BE(BigInt(u.position.next), 8)
+        ops.push({ type: 'put', key: sharePositionKey(group, u.stream, u.partition), value })
+      }
+      for (const r of u.put ?? []) {
+        const { offset, ...rest } = r
+        ops.push({ type: 'put', key: shareRecordKey(group, u.stream, u.partition, offset), value: Buffer.from(JSON.stringify(rest), 'utf8') })
+      }
+      for (const offset of u.remove ?? []) ops.push({ type: 'del', key: shareRecordKey(group, u.stream, u.partition, offset) })
+    }
+    if (ops.length > 0) await this.store.write(ops)
+  }
+
+  async deleteShareGroup(group: string): Promise<void> {
+    const ops: BatchOp[] = [{ type: 'del', key: shareConfigKey(group) }]
+    for (const range of [sharePositionRange(group), shareRecordRange(group)]) {
+      for await (const k of this.store.scanKeys(range)) ops.push({ type: 'del', key: k })
+    }
+    await this.store.write(ops)
+  }
+
+  /** Forgets the appendOnce ids whose window has passed (a timer runs it); returns how many. */
+  async sweepDedup(now = Date.now()): Promise<number> {
+    if (this.closed) return 0
+    const ops = this.dedup.sweep(now)
+    if (ops.length > 0) await this.store.write(ops)
+    return ops.length
+  }
+
+  /** appendOnce ids remembered now. */
+  get dedupSize(): number {
+    return this.dedup.size
+  }
+
   async close(): Promise<void> {
     this.closed = true
     clearInterval(this.retentionTimer)
+    clearInterval(this.dedupTimer)
     this.waiters.wakeAll()
     await this.retentionRunning
   }
@@ -327,6 +501,15 @@ export class RocksLog implements Log {
 
   private checkInRange(stream: string, partition: number, state: PartitionState, offset: number): void {
     if (!Number.isInteger(offset) || offset < state.start || offset > state.end) throw outOfRange(stream, partition, offset, state.start, state.end)
+  }
+}
+
+function checkOnce(once: AppendOnce): void {
+  if (typeof once.id !== 'string' || once.id.length === 0 || Buffer.byteLength(once.id) > MAX_ID_BYTES) {
+    throw new LogError('INVALID_ARGUMENT', `an appendOnce id must be 1 to ${MAX_ID_BYTES} bytes`)
+  }
+  if (typeof once.fingerprint !== 'string' || Buffer.byteLength(once.fingerprint) > 255) {
+    throw new LogError('INVALID_ARGUMENT', 'an appendOnce fingerprint must be a string of at most 255 bytes')
   }
 }
 
