@@ -1,6 +1,7 @@
 import type { BatchOp } from '@nxtedition/rocksdb'
 import type { Worker } from 'node:worker_threads'
 import { batchSize, encodeBatch } from './batch-codec.js'
+import { Backlog } from './backlog.js'
 import type { CommitResult } from './commit-thread.js'
 import { storeError } from './errors.js'
 
@@ -12,6 +13,19 @@ export interface GroupCommitStats {
   bytes: number
   pendingOps: number
   pendingBytes: number
+  /** pendingBytes plus the bytes of the batch on the commit thread (see Backlog). */
+  backlogBytes: number
+}
+
+export interface GroupCommitOptions {
+  onError?: (err: Error) => void
+  /** The backlog and its watermarks (backpressure); by default, one without watermarks. */
+  backlog?: Backlog
+  /**
+   * TEST ONLY: how long (ms) a commit of a batch of so many bytes waits before it is written, as on
+   * a slow disk, so that tests can build a backlog. Not a config key; the gateway never sets it.
+   */
+  testOnlyCommitDelayMs?: (batchBytes: number) => number
 }
 
 interface Waiter {
@@ -45,12 +59,19 @@ export class GroupCommitWriter {
   private readonly stats = { commits: 0, ops: 0, bytes: 0 }
   private idle: Array<() => void> = []
   private readonly contributors: Array<() => BatchOp[]> = []
+  private readonly onError: (err: Error) => void
+  private readonly commitDelayMs: ((batchBytes: number) => number) | null
+  /** Bytes written and not committed: waiting for the next batch, or in the batch on the commit thread. */
+  readonly backlog: Backlog
 
   constructor(
     private readonly thread: Worker,
     readonly durability: Durability,
-    private readonly onError: (err: Error) => void = () => {}
+    options: GroupCommitOptions = {}
   ) {
+    this.onError = options.onError ?? (() => {})
+    this.backlog = options.backlog ?? new Backlog()
+    this.commitDelayMs = options.testOnlyCommitDelayMs ?? null
     thread.on('message', (result: CommitResult) => this.committed(result))
     thread.on('error', (err) => this.fail(storeError('write refused', err)))
     thread.on('exit', (code) => this.fail(storeError('write refused', new Error(`the commit thread exited (code ${code})`))))
@@ -63,6 +84,7 @@ export class GroupCommitWriter {
       this.pending.push(op)
       this.pendingBytes += op.key.length + (op.type === 'put' ? op.value.length : 0)
     }
+    if (ops.length > 0) this.reportBacklog()
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }))
     this.schedule()
     return done
@@ -93,7 +115,11 @@ export class GroupCommitWriter {
   }
 
   getStats(): GroupCommitStats {
-    return { ...this.stats, pendingOps: this.pending.length, pendingBytes: this.pendingBytes }
+    return { ...this.stats, pendingOps: this.pending.length, pendingBytes: this.pendingBytes, backlogBytes: this.backlog.bytes }
+  }
+
+  private reportBacklog(): void {
+    this.backlog.update(this.pendingBytes + (this.inFlight?.bytes ?? 0))
   }
 
   private schedule(): void {
@@ -114,6 +140,7 @@ export class GroupCommitWriter {
     this.pendingBytes = 0
     if (this.failed) {
       for (const w of waiters) w.reject(this.failed)
+      this.reportBacklog()
       return
     }
     const batch: Batch = { ops: ops.length, bytes, waiters }
@@ -126,7 +153,9 @@ export class GroupCommitWriter {
     const size = batchSize(ops)
     const buffer = encodeBatch(ops, size)
     this.thread.ref() // a batch on its way keeps the process alive until it is answered
-    this.thread.postMessage({ id: ++this.nextId, buffer, sync: this.durability === 'fsync' }, [buffer])
+    const message = { id: ++this.nextId, buffer, sync: this.durability === 'fsync' }
+    if (this.commitDelayMs) setTimeout(() => this.thread.postMessage(message, [buffer]), this.commitDelayMs(size))
+    else this.thread.postMessage(message, [buffer])
   }
 
   private committed(result: CommitResult): void {
@@ -134,6 +163,7 @@ export class GroupCommitWriter {
     if (!batch) return
     this.inFlight = null
     this.thread.unref()
+    this.reportBacklog()
     const err = result.error ? storeError('write refused', Object.assign(new Error(result.error.message), { code: result.error.code })) : null
     this.settle(batch, err)
     for (const resolve of this.idle.splice(0)) resolve()
@@ -157,6 +187,8 @@ export class GroupCommitWriter {
     if (this.failed) return
     this.failed = err
     this.onError(err)
+    // nothing drains any more: nothing may wait for the backlog (the gateway stops)
+    this.backlog.release()
     const batch = this.inFlight
     this.inFlight = null
     if (batch) for (const w of batch.waiters) w.reject(err)

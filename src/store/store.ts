@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { RocksLevel } from '@nxtedition/rocksdb'
 import type { BatchOp, RangeOptions } from '@nxtedition/rocksdb'
+import { Backlog, type Watermarks } from './backlog.js'
 import { startCommitThread } from './commit-thread.js'
 import { storeError } from './errors.js'
 import { GroupCommitWriter, type Durability } from './group-commit.js'
@@ -13,6 +14,10 @@ export interface StoreOptions {
   dataDir: string
   durability: Durability
   onWriteError?: (err: Error) => void
+  /** Backpressure: the backlog of uncommitted bytes over which writers are held (see Backlog); none by default. */
+  watermarks?: Watermarks
+  /** TEST ONLY: a commit of so many bytes waits this long (ms), as on a slow disk (GroupCommitOptions). */
+  testOnlyCommitDelayMs?: (batchBytes: number) => number
 }
 
 /**
@@ -27,6 +32,7 @@ export class Store {
   ) {}
 
   static async open(options: StoreOptions): Promise<Store> {
+    const backlog = new Backlog(options.watermarks) // checks the watermarks before anything opens
     await mkdir(options.dataDir, { recursive: true })
     const location = join(options.dataDir, 'culex.rocksdb')
     const db = new RocksLevel(location, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
@@ -35,13 +41,23 @@ export class Store {
     } catch (err) {
       throw storeError(`cannot open the data dir ${location}`, err)
     }
-    const store = new Store(db, new GroupCommitWriter(startCommitThread(db.handle), options.durability, options.onWriteError), location)
+    const writer = new GroupCommitWriter(startCommitThread(db.handle), options.durability, {
+      onError: options.onWriteError,
+      backlog,
+      testOnlyCommitDelayMs: options.testOnlyCommitDelayMs
+    })
+    const store = new Store(db, writer, location)
     await store.checkSchema()
     return store
   }
 
   get durability(): Durability {
     return this.writer.durability
+  }
+
+  /** The bytes written and not committed yet, and whether they are over the high-water mark. */
+  get backlog(): Backlog {
+    return this.writer.backlog
   }
 
   /** Resolves once `ops` are committed with the store's durability (see GroupCommitWriter). */
