@@ -3,19 +3,24 @@ import { Authentication, type ReloadReport } from './auth/authentication.js'
 import { admission } from './broker/admission.js'
 import { createBroker, type Broker } from './broker/broker.js'
 import { BrokerCounters } from './broker/counters.js'
-import { HookChain } from './broker/hooks.js'
+import { HookChain, type BrokerHook } from './broker/hooks.js'
 import { reloadTls, startListeners, type Listener } from './broker/listeners.js'
 import { reservedTopics } from './broker/reserved-topics.js'
 import { apiHost, tlsEnabled, type CulexConfig } from './config/index.js'
+import { DelayedPublishHook } from './delayed/hook.js'
+import { DelayedQueue } from './delayed/queue.js'
 import { startHttpServer, type HttpServer } from './http/server.js'
 import { GroupCoordinator } from './log/groups/coordinator.js'
 import type { ConsumerGroups } from './log/groups/types.js'
+import { SharedGroups } from './log/shared/shared-groups.js'
 import { ReplayJobs } from './log/replay.js'
 import { RocksLog } from './log/rocks/rocks-log.js'
 import type { Log } from './log/types.js'
 import { LogAdmission } from './routing/log-admission.js'
+import { LogShareDispatch } from './routing/log-shares.js'
 import { Router } from './routing/router.js'
 import { Store } from './store/store.js'
+import { storeWatermarks } from './config/sections/limits.js'
 
 export interface ListenerAddress {
   kind: Listener['kind'] | 'admin'
@@ -29,6 +34,9 @@ interface Parts {
   store?: Store
   log?: Log
   groups?: ConsumerGroups
+  delayed?: DelayedQueue
+  shared?: SharedGroups
+  shares?: LogShareDispatch
   broker?: Broker
   replays?: ReplayJobs
   http?: HttpServer
@@ -41,10 +49,12 @@ type StartedParts = Required<Omit<Parts, 'http'>> & Pick<Parts, 'http'>
  * The broker's hook chain (src/broker/hooks.ts gives the stage order): who may connect, what
  * may be published, and where publishes go besides MQTT subscribers.
  */
-export function composeHooks(auth: Authentication, log: Log, router: Router, logger: Logger): HookChain {
+export function composeHooks(auth: Authentication, log: Log, router: Router, logger: Logger, delayed: BrokerHook | null = null): HookChain {
   // reserved topics before the ACL: a publish to $SYS closes the connection whatever the ACL says
   const [authenticators, authorizers] = partition(auth.hooks(), (h) => h.stage === 'authenticate')
-  return new HookChain([...authenticators, reservedTopics, ...authorizers, ...(router.size > 0 ? [new LogAdmission(router, log, logger)] : [])])
+  // delayed claims `$delayed/` publishes before authorize, which then judges the target topic (hooks.ts)
+  const admitters = [...(delayed ? [delayed] : []), ...(router.size > 0 ? [new LogAdmission(router, log, logger)] : [])]
+  return new HookChain([...authenticators, reservedTopics, ...authorizers, ...admitters])
 }
 
 function partition<T>(items: T[], test: (item: T) => boolean): [T[], T[]] {
@@ -85,6 +95,8 @@ export class Gateway {
       const store = (parts.store = await Store.open({
         dataDir: config.dataDir,
         durability: config.durability,
+        // backpressure: publishers held and HTTP produce answered 429 over store-high-water
+        watermarks: storeWatermarks(config),
         // one line for the state change, not one per refused publish or request
         onWriteError: (err) => {
           logger.fatal({ reason: err.message }, 'the store refuses writes: nothing is acknowledged from now on; stopping')
@@ -92,12 +104,26 @@ export class Gateway {
         }
       }))
       const log = (parts.log = await RocksLog.open(store, config.streams, {
-        onRetentionError: (err) => logger.error({ err }, 'log retention failed')
+        onRetentionError: (err) => logger.error({ err }, 'log retention failed'),
+        dedup: { windowMs: config.dedupWindowMs, maxKeys: config.dedupMaxKeys, onEvicted: dedupEvictions(logger, config.dedupMaxKeys) },
+        onDedupSweepError: (err) => logger.error({ err }, 'dedup sweep failed')
+      }))
+      // delayed delivery: opened (pending entries counted) before the broker, whose hook stores new
+      // ones; it starts delivering below, once the broker can publish
+      const delayed = (parts.delayed = await DelayedQueue.open(store, {
+        maxMessages: config.delayedMaxMessages,
+        maxDelayMs: config.delayedMaxDelayMs,
+        logger: logger.child({ component: 'delayed' })
       }))
       const groups = (parts.groups = new GroupCoordinator(log))
+      // lag alerts go out on $SYS once the broker is up (below)
+      let lagAlert = (group: string, lag: number, alerting: boolean): void => void [group, lag, alerting]
+      const shared = (parts.shared = await SharedGroups.open(log, { onLagAlert: (g, lag, on) => lagAlert(g, lag, on) }))
       const counters = new BrokerCounters(logger)
       const auth = (parts.auth = await Authentication.load(config, logger, counters))
-      const hooks = composeHooks(auth, log, new Router(config.routes), logger)
+      const hooks = composeHooks(auth, log, new Router(config.routes), logger, config.delayedEnabled ? new DelayedPublishHook(delayed, counters) : null)
+      // MQTT consumers of the log: `$share/<group>/<filter>` over routed topics, served from the shared group
+      const shares = (parts.shares = new LogShareDispatch(config.routes, shared, { logger: logger.child({ component: 'mqtt-share' }) }))
       const broker = (parts.broker = await createBroker({
         store,
         logger,
@@ -105,11 +131,33 @@ export class Gateway {
         counters,
         maxClientIdLength: config.maxClientIdLength,
         limits: config,
-        brokerId: config.brokerId
+        brokerId: config.brokerId,
+        logShares: config.routes.length > 0 ? shares : undefined
       }))
       const replays = (parts.replays = new ReplayJobs(log, broker.publishReplay))
+      // entries due while the gateway was down go now. RocksLog issues an append's write at once,
+      // on this store: the queue's delete goes in the same batch (appendSharesBatch)
+      delayed.start({ publish: broker.publishDelayed, append: (stream, records, partition) => log.append(stream, records, partition), appendSharesBatch: true })
+      lagAlert = (group, lag, alerting) => {
+        logger.warn({ group, lag, alerting }, alerting ? 'shared group lag over its alert' : 'shared group lag back under its alert')
+        const payload = Buffer.from(JSON.stringify({ group, lag, alerting, at: new Date().toISOString() }))
+        broker
+          .publishReplay({ topic: `$SYS/culex/alerts/lag/${group}`, payload, qos: 0 })
+          .catch((err: unknown) => logger.error({ err }, 'lag alert not published'))
+      }
       if (config.adminPort !== null) {
-        parts.http = await startHttpServer({ log, groups, host: apiHost(config), port: config.adminPort, logger, replay: replays, access: auth.api() })
+        parts.http = await startHttpServer({
+          log,
+          groups,
+          shared,
+          host: apiHost(config),
+          port: config.adminPort,
+          logger,
+          replay: replays,
+          access: auth.api(),
+          backpressure: store.backlog,
+          delayed: config.delayedEnabled ? delayed : undefined
+        })
       }
       const aedes = broker.aedes
       // every connection goes through admission (per-address limit, packet guard) to aedes
@@ -166,16 +214,38 @@ export class Gateway {
   }
 }
 
+/**
+ * The dedup window at dedup-max-keys: the oldest ids are forgotten before their window ends (a
+ * retry of one is appended again). One warning per 10 s, with the count since the last one.
+ */
+function dedupEvictions(logger: Logger, maxKeys: number): (count: number) => void {
+  let last = 0
+  let unreported = 0
+  return (count) => {
+    unreported += count
+    const now = Date.now()
+    if (now - last < 10_000) return
+    logger.warn({ forgotten: unreported, maxKeys }, 'dedup window full (dedup-max-keys): oldest ids forgotten before their window ended')
+    last = now
+    unreported = 0
+  }
+}
+
 async function shutdown(parts: Parts): Promise<void> {
   // stop taking work: server.close stops accepting now and settles once the broker has closed the
   // open connections; held HTTP requests and replays end at once
   const listenersClosed = Promise.all((parts.listeners ?? []).map((l) => l.close()))
   parts.replays?.cancelAll()
   await parts.http?.close()
+  // no delayed publish or append after this; what is stored stays for the next start
+  await parts.delayed?.stop()
   await parts.broker?.close()
   await listenersClosed
   // no publish appends any more: the log goes before the store under it
   parts.groups?.close()
+  // the acks and releases of MQTT members that left as the broker closed, then no more fetches
+  await parts.shares?.close()
+  parts.shared?.close()
   await parts.log?.close()
   await parts.store?.close()
 }

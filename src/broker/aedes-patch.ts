@@ -6,7 +6,7 @@ import { HOOK_URL, PATCH_MARKER, SOURCE_PATCHES } from './source-patches.js'
 let registered = false
 
 /** The files of aedes the source patches rewrite, relative to its package. */
-const PATCHED_FILES = ['./lib/handlers/publish.js', './lib/write.js', './lib/handlers/subscribe.js']
+const PATCHED_FILES = ['./lib/handlers/publish.js', './lib/write.js', './lib/handlers/subscribe.js', './lib/handlers/puback.js', './lib/client.js']
 
 /**
  * Installs Culex's source patches of aedes (source-patches.ts) and checks that the aedes that gets

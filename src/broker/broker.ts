@@ -10,8 +10,11 @@ import type { HookChain, Principal, PublishContext, PublishOrigin, RefusalCode }
 import { outgoingGuard } from './outgoing-guard.js'
 import { Principals, certificateName } from './principals.js'
 import { PublishRate } from './publish-rate.js'
+import { StoreBackpressure, type StoreBackpressureStats } from './store-backpressure.js'
+import { holdPublish } from './held-publishes.js'
 import { Qos2Admissions } from './qos2-admissions.js'
 import { SubscriptionCounter, checkFilter } from './subscribe-checks.js'
+import { ShareSubscriptions, type LogShares } from './share-subscriptions.js'
 
 // aedes wired to Culex: the RocksDB persistence, and the hook chain (hooks.ts) at aedes's
 // authenticate / authorizePublish / published points. Only this folder and src/persistence/
@@ -25,6 +28,8 @@ export interface BrokerOptions {
   maxClientIdLength: number
   limits: LimitsSection
   brokerId: string | null
+  /** `$share/<group>/<filter>` subscriptions served from the log's shared groups (share-subscriptions.ts); none: all are aedes's. */
+  logShares?: LogShares
 }
 
 export interface Broker {
@@ -32,6 +37,15 @@ export interface Broker {
   persistence: RocksPersistence
   /** Publishes a record replayed from the log (origin 'replay': not appended to the log again). */
   publishReplay: (message: { topic: string; payload: Buffer; qos: 0 | 1 | 2 }) => Promise<void>
+  /**
+   * Publishes a delayed message at its due time (origin 'delayed', src/delayed/): as a publish of
+   * its original client (whose id the log's key rules see), through the `published` hooks (so a
+   * route appends it to the log), not authorized again (that was done when it was stored).
+   * Resolves once aedes has published it (QoS 1/2: once its writes are durable).
+   */
+  publishDelayed: (message: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean; clientId: string | null }) => Promise<void>
+  /** How often and how long publishes were held for the store's backlog (store-high-water). */
+  storeBackpressure: () => StoreBackpressureStats
   /** Disconnects every client whose principal `match` accepts (a reload took its user away); returns how many. */
   disconnect: (match: (principal: Principal) => boolean, reason: string) => number
   close: () => Promise<void>
@@ -65,7 +79,8 @@ function context(packet: PublishPacket, clientId: string | null, principal: Prin
     clientId,
     principal,
     origin,
-    duplicate
+    duplicate,
+    dupFlag: packet.dup
   }
 }
 
@@ -85,6 +100,30 @@ type Admitted = PublishPacket & { [CONTEXT]?: PublishContext }
 /** A CONNECT refused by checkConnect, waiting for authenticate to answer it with CONNACK 2. */
 const CONNECT_REFUSAL = Symbol('connect refusal')
 type Connecting = Client & { [CONNECT_REFUSAL]?: ConnectRefusal }
+
+/** Lets aedes go on with an admitted publish: after the first copy of a QoS 2 resend is stored, after a publish-rate hold. */
+function proceed(done: (err: Error | null) => void, holdUntil: Promise<void> | undefined, holdMs: number): void {
+  if (holdUntil) holdUntil.then(() => (holdMs > 0 ? setTimeout(done, holdMs, null) : done(null)), done)
+  else if (holdMs > 0) setTimeout(done, holdMs, null)
+  else done(null)
+}
+
+/**
+ * A publish a hook kept to make later (a delayed publish): aedes goes on (and acknowledges it, the
+ * packet being marked DENIED so that it is not published) only once it is stored; a failure to
+ * store it closes the connection, unacknowledged. `settled` runs when the store write settles.
+ */
+function afterKept(kept: Promise<void>, settled: (() => void) | null, done: (err?: Error | null) => void): (err?: Error | null) => void {
+  const stored = settled ? kept.finally(settled) : kept
+  stored.catch(() => undefined) // answered through done below; a connection that closed first must not crash us
+  return (err) => {
+    if (err) return done(err)
+    stored.then(
+      () => done(null),
+      (e: unknown) => done(e instanceof Error ? e : new Error(String(e)))
+    )
+  }
+}
 
 /** CONNACK 3 (MQTT 3.1.1 §3.2.2.3): the check itself failed, so the client may try again later. */
 const SERVER_UNAVAILABLE = 3
@@ -118,6 +157,19 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const topicLimits = { maxBytes: limits.maxTopicLength, maxLevels: limits.maxTopicLevels }
   const subscriptions = new SubscriptionCounter(limits.maxSubscriptions)
   const rate = new PublishRate<Client>(limits)
+  const backpressure = new StoreBackpressure<Client>(options.store.backlog, counters)
+  const shares = options.logShares
+    ? await ShareSubscriptions.create(options.logShares, {
+        // the same per-delivery check aedes makes (authorizeForward below)
+        mayReceive: (client, topic) => {
+          const principal = principals.of(client)
+          return principal === null || !hooks.filtersDeliveries || hooks.authorizeDelivery(principal, topic)
+        },
+        onDenied: (client, topic) => counters.count('delivery-denied', { clientId: client.id, topic }),
+        maxOutgoingBytes: limits.maxOutgoingBytes,
+        onError: (err, context) => logger.warn({ ...context, err }, 'shared subscription from the log refused')
+      })
+    : null
   const principals = new Principals((client, principal) => {
     logger.info({ clientId: principal.clientId, username: principal.username }, 'credential expired: client disconnected')
     counters.count('credential-expired', { clientId: principal.clientId })
@@ -199,7 +251,15 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       const qos2Client = packet.qos === 2 && client !== null && !isWill && packet.messageId !== undefined ? client.id : null
       const qos2 = qos2Client !== null ? qos2Admissions.admit(qos2Client, packet.messageId ?? 0) : undefined
       const ctx = context(packet, clientId, principals.of(client), isWill ? 'will' : 'client', qos2?.duplicate ?? false)
-      const refusal = hooks.admit(ctx)
+      const backlogBefore = options.store.backlog.bytes
+      const admitted = hooks.admit(ctx)
+      const refusal = admitted && 'reason' in admitted ? admitted : undefined
+      if (admitted && 'kept' in admitted) {
+        // kept by a hook to publish later (a delayed publish): acknowledged once stored, not published now
+        ;(packet as PublishPacket & { [DENIED]?: boolean })[DENIED] = true
+        const settled = qos2Client !== null && !ctx.duplicate ? () => qos2Admissions.settled(qos2Client, packet.messageId ?? 0) : null
+        done = afterKept(admitted.kept, settled, done)
+      }
       if (refusal) {
         if (qos2Client !== null && !ctx.duplicate) qos2Admissions.settled(qos2Client, packet.messageId ?? 0)
         if (refusal.drop === true && !isWill) {
@@ -214,9 +274,14 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       // over publish-rate: held (aedes reads no more from the client meanwhile), never dropped
       const hold = rate.enabled && client !== null && !isWill ? rate.take(client, ctx.payload.length) : 0
       if (hold > 0) counters.count('publish-throttled', { clientId, holdMs: hold })
-      if (qos2?.holdUntil) qos2.holdUntil.then(() => (hold > 0 ? setTimeout(done, hold, null) : done(null)), done)
-      else if (hold > 0) setTimeout(done, hold, null)
-      else done(null)
+      // the store over store-high-water: a publish that writes (its admission did, or it will:
+      // retained, QoS 1/2) is held, in order, until the store is back at store-low-water
+      const writes = ctx.qos > 0 || ctx.retain || options.store.backlog.bytes !== backlogBefore
+      const storeHold = backpressure.enabled && client !== null && !isWill && backpressure.mustHold(client, writes)
+      // a held publish stops aedes's reads from its client until it goes on (held-publishes.ts)
+      const go = client !== null && (storeHold || hold > 0) ? holdPublish(client, done) : done
+      if (storeHold) backpressure.hold(client, clientId, () => proceed(go, qos2?.holdUntil, hold))
+      else proceed(go, qos2?.holdUntil, hold)
     },
     authorizeSubscribe(client, sub, done) {
       const check = checkFilter(sub.topic, topicLimits)
@@ -234,6 +299,17 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         counters.count('subscription-limit', { clientId: client.id, limit: limits.maxSubscriptions })
         ;(sub as PersistenceSubscription)[REFUSED] = true // not stored with the session
         return done(null, null) // SUBACK 0x80 for this filter [MQTT-3.9.3-2]
+      }
+      // `$share/<group>/<filter>` over routed topics: served from the log's shared group
+      const share = shares?.subscribe(client, sub)
+      if (share) {
+        return void share.then((granted) => {
+          if (granted === null) {
+            subscriptions.removed(client, [sub.topic])
+            ;(sub as PersistenceSubscription)[REFUSED] = true
+          }
+          done(null, granted)
+        })
       }
       done(null, sub)
     },
@@ -273,6 +349,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
 
   // nothing waits for a slow subscriber; the guard bounds what is buffered for it (source-patches.ts)
   Object.assign(aedes, { culexOutgoingGuard: outgoingGuard(limits, counters) })
+  shares?.install(aedes)
   aedes.on('unsubscribe', (unsubscriptions, client) => subscriptions.removed(client, unsubscriptions))
   aedes.on('clientDisconnect', (client) => {
     qos2Admissions.clientClosed(client.id)
@@ -291,6 +368,13 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         internal.set(packet, 'replay')
         aedes.publish(packet, (err) => (err ? reject(err) : resolve()))
       }),
+    publishDelayed: ({ topic, payload, qos, retain, clientId }) =>
+      new Promise<void>((resolve, reject) => {
+        const packet: PublishPacket = { cmd: 'publish', topic, payload, qos, retain, dup: false }
+        ;(packet as Admitted)[CONTEXT] = context(packet, clientId, null, 'delayed', false)
+        aedes.publish(packet, (err) => (err ? reject(err) : resolve()))
+      }),
+    storeBackpressure: () => backpressure.stats(),
     disconnect: (match, reason) => {
       let n = 0
       for (const client of principals.matching(match)) {
@@ -302,6 +386,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     },
     close: () =>
       new Promise<void>((resolve) => {
+        backpressure.close()
         aedes.close(() => resolve())
       })
   }

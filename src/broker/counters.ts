@@ -23,6 +23,11 @@ export type DropReason =
   | 'delivery-denied'
   | 'will-denied'
   | 'credential-expired'
+  /** a `$delayed/` publish with a bad delay or topic (src/delayed/hook.ts) */
+  | 'delayed-invalid'
+  /** a `$delayed/` publish past delayed-max-messages */
+  | 'delayed-full'
+  | 'store-backpressure'
 
 const LOG_EVERY_MS = 10_000
 

@@ -13,6 +13,9 @@
 // - admit: synchronous, in wire order, only for publishes every earlier stage accepted. Work
 //   started here (the log append) keeps the client's order even though aedes then handles the
 //   packets of one socket read concurrently.
+//   An admit-stage hook may instead claim a publish to make it later (delayed publish): it is
+//   asked before authorize, authorize and quota judge the publish it will become, and it is
+//   stored (kept) instead of admitted and published.
 // - published: after aedes stored the retained message and queued offline copies, before the
 //   QoS 1 PUBACK (ack-order patch) / QoS 2 PUBREC: everything awaited here is durable before the
 //   ack. Hooks run concurrently; a failure means no ack.
@@ -60,8 +63,11 @@ export type AuthDecision =
   /** quiet: counted by the hook that refused (a throttle), not logged once per attempt. */
   | { allow: false; returnCode: RefusalCode; reason: string; quiet?: boolean }
 
-/** Where a publish came from: a client, a will, a replay of the log, or the broker itself ($SYS). */
-export type PublishOrigin = 'client' | 'will' | 'replay' | 'broker'
+/**
+ * Where a publish came from: a client, a will, a replay of the log, the broker itself ($SYS), or a
+ * delayed publish made at its due time (src/delayed/; its client id is the original publisher's).
+ */
+export type PublishOrigin = 'client' | 'will' | 'replay' | 'broker' | 'delayed'
 
 /** A publish as hooks see it; the same object from authorize to published. */
 export interface PublishContext {
@@ -81,6 +87,11 @@ export interface PublishContext {
    * [MQTT-4.3.3-2].
    */
   readonly duplicate: boolean
+  /**
+   * The PUBLISH's DUP flag (MQTT 3.1.1 §3.3.1.1): the client says it may have sent this packet
+   * before (a QoS 1/2 retransmission after a reconnect). Absent means false.
+   */
+  readonly dupFlag?: boolean
 }
 
 export interface PublishRefusal {
@@ -90,6 +101,22 @@ export interface PublishRefusal {
    * does: 3.1.1 has no negative PUBACK). Otherwise the connection is closed.
    */
   drop?: boolean
+}
+
+/**
+ * A publish a hook keeps to publish later instead of now (a delayed publish, `$delayed/<s>/<topic>`).
+ * Authorize and quota judge `publish`, the publish as it will be made (so the ACL sees the target
+ * topic); if they accept it, `keep` stores it. The broker publishes nothing now: it acknowledges
+ * the packet once `keep` resolves, and closes the connection if it rejects.
+ */
+export interface PublishClaim {
+  readonly publish: PublishContext
+  keep: () => Promise<void>
+}
+
+/** What admission made of a claimed publish: acknowledged once `kept` resolves, not published now. */
+export interface PublishKept {
+  readonly kept: Promise<void>
 }
 
 export interface BrokerHook {
@@ -105,6 +132,11 @@ export interface BrokerHook {
   /** May this client receive this message (a live, queued or retained delivery)? false: not sent to it. */
   authorizeDelivery?: (principal: Principal, topic: string) => boolean
   admit?: (publish: PublishContext) => void
+  /**
+   * Admit stage, asked before authorize: takes a publish to publish it later (a claim), refuses a
+   * malformed one, or has no opinion (undefined). The first hook with an opinion decides.
+   */
+  claim?: (publish: PublishContext) => PublishClaim | PublishRefusal | undefined
   published?: (publish: PublishContext) => Promise<void> | void
   clientClosed?: (clientId: string) => void
 }
@@ -120,6 +152,7 @@ export class HookChain {
   private readonly subscribeAuthorizers: BrokerHook[]
   private readonly deliveryFilters: BrokerHook[]
   private readonly admitters: BrokerHook[]
+  private readonly claimers: BrokerHook[]
   private readonly publishedHooks: BrokerHook[]
   private readonly closers: BrokerHook[]
 
@@ -133,6 +166,7 @@ export class HookChain {
       names.add(h.name)
       if (h.authenticate && h.stage !== 'authenticate') throw new Error(`hook "${h.name}": authenticate belongs to the authenticate stage`)
       if (h.admit && h.stage !== 'admit') throw new Error(`hook "${h.name}": admit belongs to the admit stage`)
+      if (h.claim && h.stage !== 'admit') throw new Error(`hook "${h.name}": claim belongs to the admit stage`)
       if ((h.authorizeSubscribe ?? h.authorizeDelivery) && h.stage !== 'authorize') {
         throw new Error(`hook "${h.name}": subscribe and delivery checks belong to the authorize stage`)
       }
@@ -143,6 +177,7 @@ export class HookChain {
     this.subscribeAuthorizers = this.hooks.filter((h) => h.authorizeSubscribe)
     this.deliveryFilters = this.hooks.filter((h) => h.authorizeDelivery)
     this.admitters = this.hooks.filter((h) => h.admit)
+    this.claimers = this.hooks.filter((h) => h.claim)
     this.publishedHooks = this.hooks.filter((h) => h.published)
     this.closers = this.hooks.filter((h) => h.clientClosed)
   }
@@ -165,6 +200,11 @@ export class HookChain {
    * refused then, not when it would fire.
    */
   authorizeWill(will: PublishContext): PublishRefusal | undefined {
+    // a will is published by the broker when the client goes: it cannot be kept for later
+    for (const h of this.claimers) {
+      const claim = h.claim?.(will)
+      if (claim) return { reason: `${h.name}: ${'keep' in claim ? 'a will cannot be kept to publish later' : claim.reason}` }
+    }
     for (const h of this.authorizers) {
       if (h.stage !== 'authorize') continue
       const refusal = h.authorizePublish?.(will)
@@ -188,12 +228,25 @@ export class HookChain {
     return true
   }
 
-  /** Runs authorize and quota, then admit if nothing refused; returns the refusal, if any. */
-  admit(publish: PublishContext): PublishRefusal | undefined {
+  /**
+   * Runs authorize and quota, then admit if nothing refused; returns the refusal, if any. A publish
+   * a hook claims (claim) is judged as the publish it will be, and kept instead of admitted.
+   */
+  admit(publish: PublishContext): PublishRefusal | PublishKept | undefined {
+    let claimed: PublishClaim | undefined
+    for (const h of this.claimers) {
+      const claim = h.claim?.(publish)
+      if (claim === undefined) continue
+      if (!('keep' in claim)) return { ...claim, reason: `${h.name}: ${claim.reason}` }
+      claimed = claim
+      break
+    }
+    const judged = claimed?.publish ?? publish
     for (const h of this.authorizers) {
-      const refusal = h.authorizePublish?.(publish)
+      const refusal = h.authorizePublish?.(judged)
       if (refusal) return { ...refusal, reason: `${h.name}: ${refusal.reason}` }
     }
+    if (claimed) return { kept: claimed.keep() }
     for (const h of this.admitters) h.admit?.(publish)
     return undefined
   }

@@ -22,6 +22,19 @@
 //    refuse a publish by closing the connection, so the broker marks the packet (broker.ts, DENIED)
 //    and the patched handler sends PUBACK / PUBREC without publishing (a PUBREL for it then gets
 //    PUBCOMP, as for any unknown id).
+// 5. Shared subscriptions served from the log (share-subscriptions.ts). (a) The SUBACK grants the
+//    QoS of the subscription authorizeSubscribe returns, not always the one requested (aedes 1.2
+//    ignores a changed QoS), so a log-backed `$share/` subscription asking QoS 2 is granted 1.
+//    (b) A subscription marked `Symbol.for('culex.logShare')` is kept with the session but not added
+//    to aedes's topic tree: aedes delivers nothing to it. (c) A PUBACK is first offered to the
+//    broker's `culexPuback`; one for a log delivery goes no further (it is no offline-queue entry).
+// 6. Nothing is read from a client while the broker holds one of its publishes (lib/client.js).
+//    aedes reads a client's socket again when every packet of the last read is done, and holding a
+//    publish's authorizePublish callback (publish-rate, store-high-water) was meant to stop the
+//    reads. But each 'readable' event of the socket also counts as a packet done, so a client
+//    whose reads hold one large packet each was read on at full speed while held. The patch skips
+//    the read while the client's count of held publishes (held-publishes.ts) is above zero; the
+//    last held publish to finish reads on.
 //
 // Hooks run in Node's loader thread, which loads JavaScript only: the hook is plain JavaScript
 // registered as a data: URL, so it loads the same from dist/ and from the TypeScript sources.
@@ -38,6 +51,17 @@ export interface SourcePatch {
 }
 
 export const SOURCE_PATCHES: SourcePatch[] = [
+  {
+    name: 'no read while a publish is held',
+    target: /\/node_modules\/aedes\/lib\/client\.js$/.source,
+    from: /that\._parsingBatch--\s*if \(that\._parsingBatch <= 0\) \{\s*that\._parsingBatch = 0\s*const buf = client\.conn\.read\(null\)/.source,
+    to: `that._parsingBatch--
+      if (that._parsingBatch <= 0) {
+        that._parsingBatch = 0
+        // patched by Culex (src/broker/source-patches.ts): nothing is read while a publish of this client is held
+        if (client._culexHeldPublishes > 0) return
+        const buf = client.conn.read(null)`
+  },
   {
     name: 'QoS 1 PUBACK after publish',
     target: /\/node_modules\/aedes\/lib\/handlers\/publish\.js$/.source,
@@ -107,6 +131,42 @@ export const SOURCE_PATCHES: SourcePatch[] = [
     target: /\/node_modules\/aedes\/lib\/handlers\/subscribe\.js$/.source,
     from: /persistence\.createRetainedStreamCombi\(topics\)/.source,
     to: 'persistence.createRetainedStreamCombi(topics, grantedQos)'
+  },
+  {
+    name: 'SUBACK grants the QoS authorizeSubscribe returns',
+    target: /\/node_modules\/aedes\/lib\/handlers\/subscribe\.js$/.source,
+    from: /client\.broker\.authorizeSubscribe\(client, sub, done\)\s*\}/.source,
+    to: `// patched by Culex (src/broker/source-patches.ts): the QoS of the subscription returned is the one granted
+  const state = this
+  client.broker.authorizeSubscribe(client, sub, function (err, authorized) {
+    if (!err && authorized && typeof authorized === 'object' && typeof authorized.qos === 'number') state.granted = authorized.qos
+    done(err, authorized)
+  })
+}`
+  },
+  {
+    name: 'log-backed shared subscriptions stay out of the topic tree',
+    target: /\/node_modules\/aedes\/lib\/handlers\/subscribe\.js$/.source,
+    from: /function addSubs \(sub, done\) \{\s*if \(!sub \|\| typeof sub !== 'object'\) \{\s*return done\(\)\s*\}/.source,
+    to: `function addSubs (sub, done) {
+  if (!sub || typeof sub !== 'object') {
+    return done()
+  }
+  // patched by Culex (src/broker/source-patches.ts): served from the log (share-subscriptions.ts), not by aedes
+  if (sub[Symbol.for('culex.logShare')] === true) {
+    return done()
+  }`
+  },
+  {
+    name: 'PUBACKs of log deliveries',
+    target: /\/node_modules\/aedes\/lib\/handlers\/puback\.js$/.source,
+    from: /function handlePuback \(client, packet, done\) \{/.source,
+    to: `function handlePuback (client, packet, done) {
+  // patched by Culex (src/broker/source-patches.ts): a PUBACK of a delivery from the log (share-subscriptions.ts)
+  const culexPuback = client.broker.culexPuback
+  if (culexPuback !== undefined && culexPuback(client, packet)) {
+    return done()
+  }`
   }
 ]
 

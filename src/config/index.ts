@@ -5,6 +5,8 @@ import type { KeySpec, Section } from './section.js'
 import { apiSection, type ApiSection } from './sections/api.js'
 import { authSection, type AuthSection } from './sections/auth.js'
 import { brokerSection, type BrokerSection } from './sections/broker.js'
+import { dedupSection, type DedupSection } from './sections/dedup.js'
+import { delayedSection, type DelayedSection } from './sections/delayed.js'
 import { limitsSection, type LimitsSection } from './sections/limits.js'
 import { listenerSection, type ListenerSection } from './sections/listeners.js'
 import { logSection, type LogSection } from './sections/log.js'
@@ -24,13 +26,33 @@ export { apiHost } from './sections/api.js'
 export { anonymousAllowed, apiCredentialsRequired, jwtEnabled, mqttCredentialsConfigured, TOKEN_NAME } from './sections/auth.js'
 export type { ApiSection, AuthSection, BrokerSection, LimitsSection, ListenerSection, LogSection, LoggingSection, StoreSection }
 export type { QueueFullPolicy } from './sections/limits.js'
+export type { DedupSection } from './sections/dedup.js'
+export type { DelayedSection } from './sections/delayed.js'
 
-export type CulexConfig = StoreSection & ListenerSection & BrokerSection & AuthSection & LimitsSection & ApiSection & LoggingSection & LogSection
+export type CulexConfig = StoreSection &
+  ListenerSection &
+  BrokerSection &
+  AuthSection &
+  LimitsSection &
+  ApiSection &
+  LoggingSection &
+  LogSection &
+  DedupSection &
+  DelayedSection
 
 /** Every section, in the order their structured keys are parsed and their checks run. */
-const SECTIONS = [storeSection, listenerSection, brokerSection, authSection, limitsSection, apiSection, loggingSection, logSection] as ReadonlyArray<
-  Section<unknown, CulexConfig>
->
+const SECTIONS = [
+  storeSection,
+  listenerSection,
+  brokerSection,
+  authSection,
+  limitsSection,
+  apiSection,
+  loggingSection,
+  logSection,
+  dedupSection,
+  delayedSection
+] as ReadonlyArray<Section<unknown, CulexConfig>>
 
 export const DEFAULTS: CulexConfig = Object.assign({}, ...SECTIONS.map((s) => structuredClone(s.defaults))) as CulexConfig
 

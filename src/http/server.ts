@@ -3,12 +3,16 @@ import websocket from '@fastify/websocket'
 import Fastify, { LogController, type FastifyBaseLogger } from 'fastify'
 import type { Logger } from 'pino'
 import type { ConsumerGroups } from '../log/groups/types.js'
+import type { SharedGroups } from '../log/shared/shared-groups.js'
 import type { Log } from '../log/types.js'
 import { authenticateRequests, type ApiAccess } from './auth.js'
+import type { WriteBackpressure } from './backpressure.js'
 import { errorHandler, notFoundHandler } from './errors.js'
 import { PUSH, pushRoutes } from './push.js'
 import { groupRoutes } from './routes/groups.js'
+import type { DelayedAppends } from './routes/delayed.js'
 import { replayRoutes, type ReplayService } from './routes/replays.js'
+import { sharedGroupRoutes } from './routes/shared-groups.js'
 import { streamRoutes } from './routes/streams.js'
 import { LIMITS } from './schemas.js'
 import { schemaErrorFormatter, validatorCompiler } from './validation.js'
@@ -19,6 +23,7 @@ import { schemaErrorFormatter, validatorCompiler } from './validation.js'
 
 export type { ReplayService } from './routes/replays.js'
 export type { ApiAccess, StreamRight } from './auth.js'
+export type { DelayedAppends } from './routes/delayed.js'
 
 /** How long close() lets requests in flight finish before it cuts their connections (ms). */
 const CLOSE_GRACE_MS = 2000
@@ -26,6 +31,8 @@ const CLOSE_GRACE_MS = 2000
 export interface HttpServerOptions {
   log: Log
   groups: ConsumerGroups
+  /** Shared groups (per-record acks); without them /api/v1/shared-groups is not served. */
+  shared?: SharedGroups
   host: string
   /** 0 = any free port. */
   port: number
@@ -34,6 +41,10 @@ export interface HttpServerOptions {
   replay?: ReplayService
   /** Who may call the API (src/auth/); without it every request is anonymous and allowed. */
   access?: ApiAccess
+  /** The store's backlog: while it is over store-high-water, produce answers 429 (backpressure.ts). */
+  backpressure?: WriteBackpressure
+  /** Delayed delivery (deliverAt / delayMs on produce); without it those fields answer 501. */
+  delayed?: DelayedAppends
 }
 
 export interface HttpServer {
@@ -74,8 +85,9 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     }
   })
   authenticateRequests(app, options.access ?? null)
-  streamRoutes(app, options.log, closing.signal)
+  streamRoutes(app, options.log, closing.signal, options.backpressure, options.delayed)
   groupRoutes(app, options.groups, closing.signal)
+  if (options.shared) sharedGroupRoutes(app, options.shared, options.log, closing.signal)
   pushRoutes(app, options.groups, logger)
   replayRoutes(app, options.replay)
 

@@ -89,11 +89,29 @@ export interface ProducedRecord {
 export interface ProduceRequest extends Partial<ProducedRecord> {
   records?: ProducedRecord[]
   encoding?: Encoding
+  /** Append the records at this time instead of now: ms since the epoch or an ISO 8601 / RFC 3339 time (answer: ScheduledResponse). */
+  deliverAt?: string | number
+  /** Append the records this many ms from now (answer: ScheduledResponse); not with deliverAt. */
+  delayMs?: number
 }
 
-export interface ProduceResponse {
-  offsets: Array<{ partition: number; offset: number; timestamp: number }>
+/** 202 to a produce with deliverAt or delayMs: the records are stored and appended at `deliverAt`. */
+export interface ScheduledResponse {
+  /** One per record, in request order. */
+  scheduled: Array<{ id: string; /** ms since the epoch */ deliverAt: number }>
 }
+
+/**
+ * A request with an `Idempotency-Key` header gets `duplicate` on every record: true when the key
+ * was seen within the dedup window, nothing was appended, and these are the first request's
+ * offsets (the answer then also carries `Idempotent-Replayed: true`).
+ */
+export interface ProduceResponse {
+  offsets: Array<{ partition: number; offset: number; timestamp: number; duplicate?: boolean }>
+}
+
+/** The produce request header that makes it idempotent within the dedup window. */
+export const IDEMPOTENCY_KEY_HEADER = 'Idempotency-Key'
 
 /** GET /streams/:stream/partitions/:p/records */
 export interface ReadResponse {
@@ -163,3 +181,42 @@ export interface PushClientFrame {
 /** Push over WebSocket: frames the server sends. */
 export type PushServerFrame =
   { records: ApiRecord[]; generation: number; assignments: Array<{ stream: string; partition: number }> } | { committed: PartitionOffset[] } | ErrorBody
+
+/** A record handed out by a shared group: locked to the consumer until `lockedUntil`. */
+export interface SharedApiRecord extends ApiRecord {
+  /** 1 on the first delivery; name it in the ack, so a late ack cannot finish a later delivery. */
+  deliveryCount: number
+  /** When the lock ends (ms since the epoch) unless extended. */
+  lockedUntil: number
+}
+
+/** POST /shared-groups/:group/fetch */
+export interface SharedFetchRequest {
+  consumer: string
+  maxRecords: number
+  maxBytes: number
+  waitMs: number
+  encoding: Encoding
+}
+
+export interface SharedFetchResponse {
+  records: SharedApiRecord[]
+}
+
+/** POST /shared-groups/:group/acks */
+export interface SharedAckRequest {
+  consumer: string
+  acks: Array<{
+    stream: string
+    partition: number
+    offset: number
+    deliveryCount?: number
+    action: 'ack' | 'nack' | 'extend' | 'reject'
+    delayMs?: number
+    error?: string
+  }>
+}
+
+export interface SharedAckResponse {
+  results: Array<{ stream: string; partition: number; offset: number; ok: boolean; error?: 'LOCK_LOST'; deadLettered?: boolean }>
+}

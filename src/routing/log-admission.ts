@@ -1,7 +1,8 @@
 import type { Logger } from 'pino'
 import type { BrokerHook, PublishContext } from '../broker/hooks.js'
-import type { Log } from '../log/types.js'
+import type { AppendOnce, AppendOnceResult, Log } from '../log/types.js'
 import { StoreError } from '../store/errors.js'
+import { publishOnce } from './publish-dedup.js'
 import type { Router } from './router.js'
 import { keyFor, type RouteConfig } from './routes.js'
 
@@ -53,19 +54,34 @@ export class LogAdmission implements BrokerHook {
     return appended
   }
 
+  private logDuplicate({ duplicate, results }: AppendOnceResult, publish: PublishContext, route: RouteConfig): void {
+    if (!duplicate) return
+    const { clientId, messageId, topic } = publish
+    this.logger.debug(
+      { clientId, messageId, topic, stream: route.stream, offsets: results },
+      'QoS 1 retransmission (DUP) already in the log: not appended again'
+    )
+  }
+
   private routesOf(publish: PublishContext): RouteConfig[] {
     return publish.origin === 'replay' ? [] : this.router.match(publish.topic)
   }
 
   private append(publish: PublishContext, routes: RouteConfig[]): Promise<void> {
+    // a QoS 1 retransmission (DUP) is appended once (publish-dedup.ts)
+    const once = publishOnce(publish)
     // one route is the common case: one promise, no Promise.all
-    if (routes.length === 1 && routes[0]) return this.appendTo(publish, routes[0])
-    return Promise.all(routes.map((route) => this.appendTo(publish, route))).then(noop)
+    if (routes.length === 1 && routes[0]) return this.appendTo(publish, routes[0], once)
+    return Promise.all(routes.map((route) => this.appendTo(publish, route, once))).then(noop)
   }
 
-  private appendTo(publish: PublishContext, route: RouteConfig): Promise<void> {
+  private appendTo(publish: PublishContext, route: RouteConfig, once: AppendOnce | undefined): Promise<void> {
     const { topic, qos, clientId, payload: value } = publish
-    return this.log.append(route.stream, [{ key: keyFor(route, topic, clientId), value, topic, qos, clientId }]).then(noop, (err: unknown) => {
+    const record = { key: keyFor(route, topic, clientId), value, topic, qos, clientId }
+    const appended = once
+      ? this.log.appendOnce(route.stream, [record], once).then((r) => this.logDuplicate(r, publish, route))
+      : this.log.append(route.stream, [record])
+    return appended.then(noop, (err: unknown) => {
       // a store that refuses writes was reported once, as a state change: not once per publish
       if (!(err instanceof StoreError)) this.logger.error({ err, stream: route.stream, topic, clientId, qos }, 'log append failed')
       throw err

@@ -440,6 +440,30 @@ describe('rights', () => {
   })
 })
 
+describe('shared groups and redrive', () => {
+  it('needs the groups right on the streams and produce on the dead-letter stream to create a group', async () => {
+    const h = await serve()
+    expectForbidden(await call(h, 'PUT', '/api/v1/shared-groups/w', { auth: as('tele'), body: { streams: ['orders'] } }), 'tele', 'groups', 'orders')
+    // grouper may consume orders, but rejecting would write orders.dlq, where it may not produce
+    expectForbidden(await call(h, 'PUT', '/api/v1/shared-groups/w', { auth: as('grouper'), body: { streams: ['orders'] } }), 'grouper', 'produce', 'orders.dlq')
+    expectForbidden(await call(h, 'PUT', '/api/v1/shared-groups/w', { auth: as('tele'), body: { streams: ['telemetry'] } }), 'tele', 'produce', 'telemetry.dlq')
+    expect((await call(h, 'PUT', '/api/v1/shared-groups/w', { auth: as('admin'), body: { streams: ['telemetry'] } })).status).toBe(200)
+    expectForbidden(await call(h, 'POST', '/api/v1/shared-groups/w/fetch', { auth: as('grouper'), body: { consumer: 'x' } }), 'grouper', 'groups', 'telemetry')
+    expect((await call(h, 'POST', '/api/v1/shared-groups/w/fetch', { auth: as('tele'), body: { consumer: 'x' } })).status).toBe(200)
+  })
+
+  it('refuses to redrive a forged dead letter into a stream the caller may not produce to', async () => {
+    const h = await serve()
+    // tele may do everything on telemetry only; it writes a record that claims to come from orders
+    const forged = { value: 'injected', encoding: 'utf8', headers: { 'culex-dlq-stream': 'orders', 'culex-dlq-partition': '0' } }
+    expect((await call(h, 'POST', '/api/v1/streams/telemetry/records', { auth: as('tele'), body: forged })).status).toBe(200)
+    const before = (await h.rocks.describeStream('orders')).partitions[0]!.endOffset
+    expectForbidden(await call(h, 'POST', '/api/v1/streams/telemetry/redrive', { auth: as('tele'), body: { requestId: 'r' } }), 'tele', 'produce', 'orders')
+    expect((await h.rocks.describeStream('orders')).partitions[0]!.endOffset).toBe(before)
+    expectForbidden(await call(h, 'POST', '/api/v1/streams/orders/redrive', { auth: as('producer'), body: {} }), 'producer', 'read', 'orders')
+  })
+})
+
 describe('member ids', () => {
   it("cannot be used by another user without the groups right on the member's streams", async () => {
     const h = await serve()

@@ -3,6 +3,7 @@ import { afterEach } from 'vitest'
 import { startHttpServer, type ApiAccess, type HttpServer, type ReplayService } from '../../src/http/server.js'
 import { GroupCoordinator } from '../../src/log/groups/coordinator.js'
 import { RocksLog } from '../../src/log/rocks/rocks-log.js'
+import { SharedGroups } from '../../src/log/shared/shared-groups.js'
 import type { Log, StreamConfig } from '../../src/log/types.js'
 import { Store } from '../../src/store/store.js'
 import { tempDataDir } from '../helpers/gateway-process.js'
@@ -13,6 +14,7 @@ import { tempDataDir } from '../helpers/gateway-process.js'
 export interface Harness {
   rocks: RocksLog
   groups: GroupCoordinator
+  shared: SharedGroups
   server: HttpServer
   base: string
   /** waitForRecords calls that have not settled yet. */
@@ -47,16 +49,19 @@ export async function startHarness(streams: StreamConfig[], options: HarnessOpti
   })
   const groups = new GroupCoordinator(log, { sweepIntervalMs: 100 })
   const logger = options.logger ?? pino({ level: process.env.CULEX_TEST_LOG_LEVEL ?? 'silent' })
-  const server = await startHttpServer({ log, groups, host: '127.0.0.1', port: 0, logger, replay: options.replay?.(rocks), access: options.access })
+  const shared = await SharedGroups.open(log)
+  const server = await startHttpServer({ log, groups, shared, host: '127.0.0.1', port: 0, logger, replay: options.replay?.(rocks), access: options.access })
   return {
     rocks,
     groups,
+    shared,
     server,
     base: `http://127.0.0.1:${server.port}`,
     waitsInFlight: () => inFlight,
     close: async () => {
       await server.close()
       groups.close()
+      shared.close()
       await rocks.close()
       await store.close()
     }

@@ -38,6 +38,15 @@ export interface LimitsSection {
   publishRate: number
   /** Payload bytes per second per client (0 = no limit). */
   publishByteRate: number
+  /** Bytes written and not yet committed over which publishers are held and HTTP produce gets 429 (0 = no limit). */
+  storeHighWater: number
+  /** Once over storeHighWater, publishers go on when the backlog is back at this (bytes); null: half of storeHighWater. */
+  storeLowWater: number | null
+}
+
+/** The store's watermarks (src/store/backlog.ts) from the config; high 0: no backpressure. */
+export function storeWatermarks(c: Pick<LimitsSection, 'storeHighWater' | 'storeLowWater'>): { high: number; low: number } {
+  return { high: c.storeHighWater, low: c.storeLowWater ?? Math.floor(c.storeHighWater / 2) }
 }
 
 function nonNegativeInt(raw: unknown): number {
@@ -54,6 +63,15 @@ function bytes(min: number, max: number): (raw: unknown) => number {
   return (raw) => {
     const n = raw === 0 || raw === '0' ? 0 : byteSize(raw)
     if (!Number.isSafeInteger(n) || n < min || n > max) throw new BadValue()
+    return n
+  }
+}
+
+/** A byte size of at least `min`, or 0 (off). */
+function bytesOrOff(min: number): (raw: unknown) => number {
+  return (raw) => {
+    const n = raw === 0 || raw === '0' ? 0 : byteSize(raw)
+    if (!Number.isSafeInteger(n) || (n !== 0 && n < min)) throw new BadValue()
     return n
   }
 }
@@ -92,7 +110,9 @@ export const limitsSection: Section<LimitsSection> = {
     maxTopicLevels: 100,
     maxInflightMessages: 1000,
     publishRate: 0,
-    publishByteRate: 0
+    publishByteRate: 0,
+    storeHighWater: 64 * 1024 * 1024,
+    storeLowWater: null
   },
   keys: {
     'max-packet-size': key({
@@ -174,12 +194,32 @@ export const limitsSection: Section<LimitsSection> = {
       parse: bytes(0, Number.MAX_SAFE_INTEGER),
       expected: `${BYTE_SIZE_EXPECTED}, or 0 for no limit`,
       help: 'payload bytes per second per client (the socket is paused)'
+    }),
+    'store-high-water': key({
+      field: 'storeHighWater',
+      parse: bytesOrOff(64 * 1024),
+      expected: `${BYTE_SIZE_EXPECTED}, at least 64KiB, or 0 for no limit`,
+      help: 'bytes written and not yet on disk over which publishers are held and HTTP produce answers 429'
+    }),
+    'store-low-water': key({
+      field: 'storeLowWater',
+      parse: bytes(0, Number.MAX_SAFE_INTEGER),
+      expected: `${BYTE_SIZE_EXPECTED}, below store-high-water`,
+      help: 'once over store-high-water, publishers go on when the bytes not yet on disk are back at this (default: half of store-high-water)'
     })
   },
   check(c) {
     if (c.maxOutgoingBytes < c.maxPacketSize) {
       // a client must be able to receive any packet the broker accepts
       throw new ConfigError(`max-outgoing-bytes (${c.maxOutgoingBytes}) must be at least max-packet-size (${c.maxPacketSize})`)
+    }
+    if (c.storeLowWater !== null && c.storeHighWater === 0) {
+      throw new ConfigError(
+        `store-low-water (${c.storeLowWater}) is set but store-high-water is 0 (no backpressure); set store-high-water too, or leave store-low-water out`
+      )
+    }
+    if (c.storeLowWater !== null && c.storeLowWater >= c.storeHighWater) {
+      throw new ConfigError(`store-low-water (${c.storeLowWater}) must be below store-high-water (${c.storeHighWater})`)
     }
   }
 }

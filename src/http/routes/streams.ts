@@ -1,9 +1,12 @@
 import type { FastifyInstance } from 'fastify'
-import type { AppendResult, Log, RecordInput, StreamInfo } from '../../log/types.js'
+import type { Log, RecordInput, StreamInfo } from '../../log/types.js'
 import { frameHeader } from '../../log/record-codec.js'
 import { decodeValue, toApiRecord } from '../encoding.js'
 import { STREAM_RIGHTS, may, need } from '../auth.js'
+import { refuseWhileBacklogged, type WriteBackpressure } from '../backpressure.js'
 import { badField } from '../errors.js'
+import { delayProperties, dueTime, scheduleRecords, type DelayedAppends } from './delayed.js'
+import { IDEMPOTENCY_HEADER, idempotencyKey, produceIdempotent } from '../idempotency.js'
 import { holdRequest } from '../long-poll.js'
 import { parseTimestamp } from '../positions.js'
 import { LIMITS, encodingSchema, partitionParams, streamParams, type PartitionParams, type StreamParams } from '../schemas.js'
@@ -14,6 +17,7 @@ import {
   type ProduceResponse,
   type ProducedRecord,
   type ReadResponse,
+  type ScheduledResponse,
   type StreamSummary
 } from '../wire.js'
 
@@ -49,7 +53,8 @@ const produceBody = {
       items: { type: 'object', required: ['value'], additionalProperties: false, properties: recordProperties }
     },
     encoding: encodingSchema,
-    ...recordProperties
+    ...recordProperties,
+    ...delayProperties
   }
 } as const
 
@@ -75,7 +80,7 @@ const readQuery = {
   }
 } as const
 
-export function streamRoutes(app: FastifyInstance, log: Log, closing: AbortSignal): void {
+export function streamRoutes(app: FastifyInstance, log: Log, closing: AbortSignal, backpressure?: WriteBackpressure, delayed?: DelayedAppends): void {
   // the streams the caller has any right on
   app.get('/api/v1/streams', async (request) => ({
     streams: (await log.listStreams()).filter((s) => STREAM_RIGHTS.some((right) => may(request, right, s.config.name))).map(streamSummary)
@@ -95,9 +100,12 @@ export function streamRoutes(app: FastifyInstance, log: Log, closing: AbortSigna
         querystring: { type: 'object', additionalProperties: false, properties: { encoding: encodingSchema } }
       }
     },
-    async (request): Promise<ProduceResponse> => {
+    async (request, reply): Promise<ProduceResponse | ScheduledResponse> => {
       const { stream } = request.params
       need(request, 'produce', stream)
+      const idempotency = idempotencyKey(request.headers[IDEMPOTENCY_HEADER])
+      // the store over store-high-water: 429 with Retry-After, nothing appended
+      refuseWhileBacklogged(backpressure, reply)
       const body = request.body
       const encoding = body.encoding ?? request.query.encoding ?? 'base64'
       const single = body.records === undefined
@@ -105,6 +113,11 @@ export function streamRoutes(app: FastifyInstance, log: Log, closing: AbortSigna
       if (!single) {
         const mixed = (['key', 'value', 'headers', 'partition'] as const).find((f) => body[f] !== undefined)
         if (mixed) throw badField('body', mixed, 'cannot be given next to records; put it inside each record')
+      }
+      // deliverAt / delayMs: stored now, appended at the due time (202, routes/delayed.ts)
+      const dueAt = dueTime(body, delayed)
+      if (dueAt !== null && idempotency !== null) {
+        throw badField('body', body.deliverAt !== undefined ? 'deliverAt' : 'delayMs', 'cannot be used with an Idempotency-Key header yet')
       }
       const produced: ProducedRecord[] = body.records ?? [{ key: body.key, value: body.value ?? '', headers: body.headers, partition: body.partition }]
       const partitions = (await log.describeStream(stream)).config.partitions
@@ -118,23 +131,15 @@ export function streamRoutes(app: FastifyInstance, log: Log, closing: AbortSigna
           partition: r.partition
         }
       })
-      // one append per run of records with the same explicit partition (or none); all are issued in
-      // the same tick, so they keep the request's order and share one group commit
-      const appends: Array<Promise<AppendResult[]>> = []
-      for (let i = 0; i < inputs.length;) {
-        const partition = inputs[i]?.partition
-        let j = i + 1
-        while (j < inputs.length && inputs[j]?.partition === partition) j++
-        appends.push(
-          log.append(
-            stream,
-            inputs.slice(i, j).map((x) => x.input),
-            partition
-          )
-        )
-        i = j
+      if (dueAt !== null && delayed) {
+        void reply.code(202)
+        return scheduleRecords(delayed, stream, inputs, dueAt)
       }
-      const offsets = (await Promise.all(appends)).flat()
+      // one append, in the request's order; a record with an explicit partition carries it
+      const records = inputs.map((x) => (x.partition === undefined ? x.input : { ...x.input, partition: x.partition }))
+      if (idempotency === null) return { offsets: await log.append(stream, records) }
+      const { duplicate, offsets } = await produceIdempotent(log, stream, records, idempotency)
+      if (duplicate) void reply.header('idempotent-replayed', 'true')
       return { offsets }
     }
   )
