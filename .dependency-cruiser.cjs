@@ -33,21 +33,22 @@ module.exports = {
     },
     {
       name: 'groups-are-backend-neutral',
+      comment: 'Ordered and shared groups work over the Log contract, so any backend serves them.',
       severity: 'error',
-      from: { path: '^src/log/groups/' },
+      from: { path: '^src/log/(groups|shared)/' },
       to: { path: '^src/(store|persistence|log/rocks)/' }
     },
     {
       name: 'the-log-does-not-know-mqtt-brokers-or-http',
       severity: 'error',
       from: { path: '^src/log/' },
-      to: { path: '^src/(broker|persistence|http|routing|auth|commands)/' }
+      to: { path: '^src/(broker|persistence|http|routing|auth|commands|delayed)/' }
     },
     {
       name: 'http-uses-contracts-not-the-broker',
       severity: 'error',
       from: { path: '^src/http/' },
-      to: { path: '^src/(broker|persistence|store|routing)/' }
+      to: { path: '^src/(broker|persistence|store|routing|delayed)/' }
     },
     {
       name: 'cli-commands-speak-the-wire-types-only',
@@ -67,7 +68,15 @@ module.exports = {
       severity: 'error',
       comment: 'Hooks plug into the chain; the broker only knows the chain (src/broker/hooks.ts).',
       from: { path: '^src/broker/' },
-      to: { path: '^src/(routing|auth|log|http)/' }
+      to: { path: '^src/(routing|auth|log|http|delayed)/' }
+    },
+    {
+      name: 'delayed-delivery-uses-contracts',
+      severity: 'error',
+      comment:
+        'Delayed delivery plugs into the hook chain, stores through the Store and hands due work to the publish and append the gateway gives it: it knows no log backend, no HTTP, routing or auth (the HTTP API sees it through its own DelayedAppends).',
+      from: { path: '^src/delayed/' },
+      to: { path: '^src/(http|routing|auth|persistence|log/rocks|log/groups|log/shared|commands|config)/' }
     },
     {
       name: 'nothing-imports-the-composition-root',
