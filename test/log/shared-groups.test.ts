@@ -427,6 +427,33 @@ describe('shared groups', () => {
     expect(before).toBeLessThanOrEqual(2)
   })
 
+  it('does not store records held back by key order, and reads them again after a restart, in order', async () => {
+    let s = await setup()
+    await s.groups.put('g', { streams: ['s'], ackWaitMs: 600_000 })
+    await produce(s.log, [
+      ['a', 'a1'],
+      ['a', 'a2'],
+      ['b', 'b1'],
+      ['a', 'a3']
+    ])
+    const first = await fetch(s.groups)
+    expect(values(first)).toEqual(['a1', 'b1'])
+    // a2 and a3 were read but never handed out: only a1 and b1 have stored state
+    const stored = await s.log.loadShareGroup('g')
+    expect(stored?.partitions[0]?.records.map((r) => r.offset)).toEqual([0, 2])
+    expect(stored?.partitions[0]).toMatchObject({ floor: 0, next: 1 })
+    s = await restart(s)
+    // a1 and b1 come again (their locks were not stored); a2 waits behind a1, a3 behind a2
+    const again = await fetch(s.groups)
+    expect(again.map((r) => [r.value.toString(), r.deliveryCount])).toEqual([
+      ['a1', 2],
+      ['b1', 2]
+    ])
+    await answer(s.groups, again, 'ack')
+    expect(values(await fetch(s.groups))).toEqual(['a2'])
+    expect((await s.groups.describe('g')).partitions[0]).toMatchObject({ floor: 1, next: 4, pending: 2 })
+  })
+
   it('deletes a group with its state', async () => {
     let s = await setup()
     await s.groups.put('g', { streams: ['s'] })

@@ -31,6 +31,9 @@ export interface DeadLetter {
   reason: DeadLetterReason
 }
 
+/** Records held back by key order kept in memory per partition, at most (payload bytes + 256 each). */
+export const READ_AHEAD_BYTES = 1 << 20
+
 export class SharePartition {
   /** Unfinished records by offset. Added in offset order and never re-added, so iteration is in offset order. */
   readonly entries = new Map<number, InFlight>()
@@ -42,6 +45,12 @@ export class SharePartition {
   readonly #locked = new Set<InFlight>()
   /** Records not locked whose availableAt may lie in the future (backoff, nack delay). */
   readonly #waiting = new Set<InFlight>()
+  /**
+   * Records read from the log but held back by key order, kept so that handing them out later
+   * needs no read per record (one RocksDB iterator each). Bounded by READ_AHEAD_BYTES.
+   */
+  readonly #readAhead = new Map<number, LogRecord>()
+  #readAheadBytes = 0
   /** Changes not yet written, as one update. */
   #put = new Map<number, InFlight>()
   /** The highest offset tracked so far: a lower one (only after a restart) means re-sorting. */
@@ -90,6 +99,7 @@ export class SharePartition {
 
   #finish(e: InFlight): void {
     this.entries.delete(e.offset)
+    this.#forget(e.offset)
     this.#unkeyed.delete(e)
     this.#locked.delete(e)
     this.#waiting.delete(e)
@@ -207,10 +217,31 @@ export class SharePartition {
       if (out.length < max && this.#keyFree(e, config)) {
         this.#lock(e, now, consumer, config)
         out.push({ entry: e, record })
-      } else this.#changed(e)
+      } else {
+        this.#changed(e)
+        const size = record.value.length + 256
+        if (this.#readAheadBytes + size <= READ_AHEAD_BYTES) {
+          this.#readAhead.set(e.offset, record)
+          this.#readAheadBytes += size
+        }
+      }
     }
     if (this.#resort) this.#sort()
     return out
+  }
+
+  /** A record read ahead, taken out of the cache (null when it was not kept). */
+  takeReadAhead(offset: number): LogRecord | null {
+    const r = this.#readAhead.get(offset) ?? null
+    this.#forget(offset)
+    return r
+  }
+
+  #forget(offset: number): void {
+    const r = this.#readAhead.get(offset)
+    if (!r) return
+    this.#readAhead.delete(offset)
+    this.#readAheadBytes -= r.value.length + 256
   }
 
   /** Puts the maps back in offset order (after records below restored ones were read again). */

@@ -285,7 +285,7 @@ export class SharedGroups {
       await this.#bury(g, sp, sp.expire(now, g.config))
       if (!full()) {
         for (const e of sp.acquireTracked(options.maxRecords - records.length, now, options.consumer, g.config)) {
-          const record = await this.#read(sp, e.offset)
+          const record = sp.takeReadAhead(e.offset) ?? (await this.#read(sp, e.offset))
           if (record === null) {
             // retention removed it: nothing left to deliver
             sp.ack(e)
@@ -296,9 +296,10 @@ export class SharedGroups {
         }
       }
       if (!full() && sp.room(g.config) > 0) {
-        // without key order exactly what is wanted; with it, further ahead for keys that are free
+        // without key order exactly what is wanted; with it, a little further for keys that are
+        // free, but not far: what is read and held back is tracked (and re-read if not cached)
         const wanted = options.maxRecords - records.length
-        const ahead = g.config.ordering === 'none' ? wanted : Math.max(wanted, 64)
+        const ahead = g.config.ordering === 'none' ? wanted : Math.min(Math.max(wanted, 16), 64)
         const fresh = await this.#readNew(sp, Math.min(sp.room(g.config), ahead, 500))
         for (const { entry, record } of sp.admitNew(fresh, options.maxRecords - records.length, now, options.consumer, g.config)) {
           records.push(shared(record, entry))
