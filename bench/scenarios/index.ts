@@ -7,6 +7,7 @@ import { latency, latencyLog } from './latency.js'
 import { logAppend } from './log-append.js'
 import { logReplay } from './log-replay.js'
 import { rawQos0, rawQos0Log, rawQos1, rawQos1Log } from './raw.js'
+import { sharedAck } from './shared-ack.js'
 import { qos0, qos1, qos2 } from './throughput.js'
 
 export const SCENARIOS: Scenario[] = [
@@ -22,5 +23,6 @@ export const SCENARIOS: Scenario[] = [
   latencyLog,
   rawQos0Log,
   rawQos1Log,
-  logReplay
+  logReplay,
+  sharedAck
 ]

@@ -32,8 +32,8 @@ const streamConfig: StreamConfig = {
 }
 const culexConfig = { streams: { [LOG_STREAM]: { partitions: LOG_PARTITIONS } } }
 
-/** Appends `total` records (64-byte values, 1,000 keys) in batches, IN_FLIGHT batches at a time. */
-async function prefill(log: RocksLog, total: number, deadline: number): Promise<void> {
+/** Appends `total` records (64-byte values, `keys` distinct keys) in batches, IN_FLIGHT batches at a time. */
+export async function prefill(log: RocksLog, total: number, deadline: number, keys = 1000): Promise<void> {
   const value = Buffer.alloc(64, 'x')
   let next = 0
   const worker = async (): Promise<void> => {
@@ -43,7 +43,7 @@ async function prefill(log: RocksLog, total: number, deadline: number): Promise<
       next = Math.min(total, next + BATCH)
       const records: RecordInput[] = []
       for (let i = from; i < next; i++) {
-        const key = `dev-${i % 1000}`
+        const key = `dev-${i % keys}`
         records.push({ key, value, topic: `bench/${key}`, qos: 1, clientId: key })
       }
       await log.append(LOG_STREAM, records)
