@@ -336,6 +336,22 @@ describe('publish rate', () => {
   }, 30_000)
 })
 
+describe('keepalive while held', () => {
+  it('does not disconnect a client for the silence of its own held publishes (keepalive 1 s, one publish held about 3 s)', async () => {
+    // 16 KiB/s: the second 48 KiB publish waits about 3 s for its bytes, over 1.5 × keepalive. A raw
+    // client, because a library would give up on its own PINGREQ, which waits unread meanwhile.
+    const b = await broker({ publishByteRate: 16 * 1024 })
+    const pub = await RawClient.connected(b.port, 'held', { keepalive: 1 })
+    const started = Date.now()
+    for (const messageId of [1, 2]) pub.send({ cmd: 'publish', topic: `held/${messageId}`, payload: Buffer.alloc(48 * 1024), qos: 1, messageId, retain: false, dup: false })
+    await pub.next((p) => p.cmd === 'puback' && p.messageId === 2, 10_000)
+    expect(Date.now() - started).toBeGreaterThan(2000)
+    expect(pub.closed).toBe(false)
+    // and the keepalive still holds once reading resumed: silent for 2 s after that, it is closed
+    expect(await pub.closedWithin(3000)).toBe(true)
+  }, 20_000)
+})
+
 describe('connections, topics and in-flight messages', () => {
   it('closes a connection that sends no CONNECT within connect-timeout, and keeps one that does', async () => {
     const b = await broker({ connectTimeoutMs: 300 })
