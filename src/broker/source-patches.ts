@@ -20,8 +20,9 @@
 // 4. A publish the ACL denies is acknowledged and dropped (lib/handlers/publish.js). MQTT 3.1.1
 //    has no negative PUBACK; mosquitto answers such a publish as if it were accepted. aedes can only
 //    refuse a publish by closing the connection, so the broker marks the packet (broker.ts, DENIED)
-//    and the patched handler sends PUBACK / PUBREC without publishing (a PUBREL for it then gets
-//    PUBCOMP, as for any unknown id).
+//    and the patched handler sends PUBACK / PUBREC without publishing. A QoS 2 one is stored as
+//    awaiting PUBREL first, so a resend before PUBREL is a duplicate (a delayed publish is then not
+//    kept twice); the PUBREL clears it and gets PUBCOMP.
 // 5. Shared subscriptions served from the log (share-subscriptions.ts). (a) The SUBACK grants the
 //    QoS of the subscription authorizeSubscribe returns, not always the one requested (aedes 1.2
 //    ignores a changed QoS), so a log-backed `$share/` subscription asking QoS 2 is granted 1.
@@ -81,10 +82,18 @@ export const SOURCE_PATCHES: SourcePatch[] = [
     from: /function enqueuePublish \(packet, done\) \{\s*const client = this\s*switch \(packet\.qos\) \{/.source,
     to: `function enqueuePublish (packet, done) {
   const client = this
-  // patched by Culex (src/broker/source-patches.ts): the ACL denied it; acknowledge, do not publish
+  // patched by Culex (src/broker/source-patches.ts): denied by the ACL, or kept for later (delayed);
+  // acknowledge, do not publish. A QoS 2 one is stored as awaiting PUBREL, so that a resend before
+  // PUBREL is known as a duplicate [MQTT-4.3.3-2] and not kept a second time.
   if (packet[Symbol.for('culex.denied')] === true) {
     if (packet.qos === 1) return write(client, new PubAck(packet), done)
-    if (packet.qos === 2) return write(client, new PubRec(packet), done)
+    if (packet.qos === 2) {
+      const persistence = client.broker.persistence
+      return persistence.incomingGetPacket(client, packet).then(
+        () => write(client, new PubRec(packet), done),
+        () => persistence.incomingStorePacket(client, packet).then(() => write(client, new PubRec(packet), done), done)
+      )
+    }
     return done()
   }
   switch (packet.qos) {`

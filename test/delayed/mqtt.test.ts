@@ -144,6 +144,31 @@ describe('$delayed/<seconds>/<topic> over MQTT', () => {
     await closeAll(sub)
   })
 
+  it('stores a QoS 2 publish once when it is resent on a later read, and after a reconnect, before PUBREL', async () => {
+    const { b, queue } = await setup()
+    const sub = await connect(b.url)
+    const inbox = new Inbox(sub)
+    await sub.subscribeAsync('q2later/#', { qos: 2 })
+    const publish = { cmd: 'publish' as const, topic: '$delayed/1/q2later/x', payload: Buffer.from('once'), qos: 2 as const, messageId: 11, retain: false }
+    const raw = await RawClient.connected(b.port, 'q2-later', { clean: false })
+    raw.send({ ...publish, dup: false })
+    await raw.next((p) => p.cmd === 'pubrec')
+    raw.send({ ...publish, dup: true })
+    await raw.next((p) => p.cmd === 'pubrec')
+    raw.end()
+    await raw.closedWithin(1000)
+    const again = await RawClient.connected(b.port, 'q2-later', { clean: false })
+    again.send({ ...publish, dup: true })
+    await again.next((p) => p.cmd === 'pubrec')
+    again.send({ cmd: 'pubrel', messageId: 11 })
+    await again.next((p) => p.cmd === 'pubcomp')
+    again.end()
+    expect(queue.pending).toBe(1)
+    await inbox.waitFor(1, 3000)
+    expect((await inbox.settle(300)).map((m) => `${m.topic} ${m.payload}`)).toEqual(['q2later/x once'])
+    await closeAll(sub)
+  })
+
   it('keeps the retain flag: the message is retained on <topic> once it is due', async () => {
     const { b } = await setup()
     const pub = await connect(b.url)
