@@ -2,11 +2,13 @@
 // The raw-socket ones run after the MQTT.js ones that share a broker, so those see the same broker as before.
 import type { Scenario } from '../lib/scenario.js'
 import { connections } from './connections.js'
+import { delayed } from './delayed.js'
 import { fanout } from './fanout.js'
 import { latency, latencyLog } from './latency.js'
 import { logAppend } from './log-append.js'
 import { logReplay } from './log-replay.js'
 import { rawQos0, rawQos0Log, rawQos1, rawQos1Log } from './raw.js'
+import { shareMqtt } from './share-mqtt.js'
 import { sharedAck } from './shared-ack.js'
 import { qos0, qos1, qos2 } from './throughput.js'
 
@@ -24,5 +26,7 @@ export const SCENARIOS: Scenario[] = [
   rawQos0Log,
   rawQos1Log,
   logReplay,
-  sharedAck
+  sharedAck,
+  shareMqtt,
+  delayed
 ]

@@ -46,7 +46,7 @@ const streamConfig: StreamConfig = {
 }
 const culexConfig = { streams: { [LOG_STREAM]: { partitions: LOG_PARTITIONS } } }
 
-interface Range {
+export interface Range {
   partition: number
   start: number
   end: number
@@ -88,7 +88,7 @@ class Seen {
   }
 }
 
-class Api {
+export class Api {
   readonly base: string
   requests = 0
 
@@ -123,7 +123,7 @@ class ApiFailure extends Error {
   }
 }
 
-interface Phase {
+export interface Phase {
   id: string
   label: string
   /** nowMs() when the measured window began (CLOCK_MONOTONIC, as a --profile's sample times) */
@@ -142,7 +142,7 @@ interface Phase {
 }
 
 /** Broker CPU, client CPU and time from one moment to another. */
-function meter(pid: number): () => { startedAt: number; wallMs: number; brokerMs: number; clientMs: number } {
+export function meter(pid: number): () => { startedAt: number; wallMs: number; brokerMs: number; clientMs: number } {
   const t0 = nowMs()
   const b0 = procCpuMs(pid)
   const c0 = process.cpuUsage()
@@ -168,7 +168,7 @@ async function together(n: number, stop: AbortController, loop: (i: number) => P
   if (failed) throw failed.reason
 }
 
-interface PhaseContext {
+export interface PhaseContext {
   api: Api
   pid: number
   ranges: Range[]
@@ -176,7 +176,7 @@ interface PhaseContext {
   deadline: number
 }
 
-async function orderedPhase(c: PhaseContext, group: string, members: number): Promise<Phase> {
+export async function orderedPhase(c: PhaseContext, group: string, members: number): Promise<Phase> {
   const { api, total } = c
   const ids: string[] = []
   for (let i = 0; i < members; i++) {
@@ -236,7 +236,15 @@ async function orderedPhase(c: PhaseContext, group: string, members: number): Pr
   }
 }
 
-async function sharedPhase(c: PhaseContext, group: string, ordering: 'none' | 'per-key', consumers: number, budgetMs: number | null = null): Promise<Phase> {
+export async function sharedPhase(
+  c: PhaseContext,
+  group: string,
+  ordering: 'none' | 'per-key',
+  consumers: number,
+  budgetMs: number | null = null,
+  /** records per fetch (and so per acks request); share-mqtt also runs 32, the MQTT dispatcher's window */
+  batch = BATCH
+): Promise<Phase> {
   const { api, total } = c
   const name = `shared group (${ordering}) x${consumers}`
   await api.json('PUT', `/shared-groups/${group}`, { streams: [LOG_STREAM], ordering, maxAckPending: MAX_ACK_PENDING })
@@ -266,7 +274,7 @@ async function sharedPhase(c: PhaseContext, group: string, ordering: 'none' | 'p
       if (++fetches > maxFetches) throw new Error(`${name}: more than ${maxFetches} fetches for ${total} records`)
       let page: { records: SharedWireRecord[] }
       try {
-        page = await api.json('POST', `/shared-groups/${group}/fetch`, { consumer, maxRecords: BATCH, waitMs: SHARED_WAIT_MS }, stop.signal)
+        page = await api.json('POST', `/shared-groups/${group}/fetch`, { consumer, maxRecords: batch, waitMs: SHARED_WAIT_MS }, stop.signal)
       } catch (err) {
         if (stop.signal.aborted) return // everything acknowledged (or another consumer failed)
         throw err
@@ -304,8 +312,8 @@ async function sharedPhase(c: PhaseContext, group: string, ordering: 'none' | 'p
     }
   })
   const done = end ?? { ...measure(), records: acked.count }
-  const id = `shared_${ordering === 'none' ? 'none' : 'perkey'}_${consumers}`
-  const label = `shared group, ${ordering}, ${consumers} consumer${consumers > 1 ? 's' : ''}`
+  const id = `shared_${ordering === 'none' ? 'none' : 'perkey'}_${consumers}${batch === BATCH ? '' : `_fetch${batch}`}`
+  const label = `shared group, ${ordering}, ${consumers} consumer${consumers > 1 ? 's' : ''}${batch === BATCH ? '' : `, fetch ${batch}`}`
   const counts = { ...done, requests: api.requests - requests0, emptyFetches: empty }
   if (acked.count < total && nowMs() > stopAt) return { id, label, ...counts, complete: false }
   if (acked.count !== total) throw new Error(`${name}: ${acked.count} of ${total} records acknowledged`)
@@ -317,7 +325,7 @@ async function sharedPhase(c: PhaseContext, group: string, ordering: 'none' | 'p
   return { id, label, ...counts, complete: true }
 }
 
-function phaseMetrics(p: Phase): Metric[] {
+export function phaseMetrics(p: Phase): Metric[] {
   return [
     {
       key: `${p.id}_per_s`,
@@ -347,7 +355,7 @@ function phaseMetrics(p: Phase): Metric[] {
   ]
 }
 
-function ratioMetric(key: string, label: string, a: Phase | undefined, b: Phase | undefined): Metric {
+export function ratioMetric(key: string, label: string, a: Phase | undefined, b: Phase | undefined): Metric {
   const rate = (p: Phase | undefined): number | null => (p && p.wallMs > 0 ? p.records / p.wallMs : null)
   const ra = rate(a)
   const rb = rate(b)

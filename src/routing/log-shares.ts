@@ -193,12 +193,17 @@ export class LogShareDispatch implements LogShares {
     }
   }
 
-  /** The next member in turn with room in its window. */
+  /**
+   * The next member in turn with at least half its window free. Refilling at half rather than at
+   * every PUBACK keeps fetches large: each fetch and its acks cost a group commit whatever their
+   * size (bench share-mqtt: 14 records a fetch on average, 607 of 1,421 fetches of one record).
+   */
   #next(g: GroupLoop): Member | undefined {
     const n = g.members.length
+    const refillAt = Math.floor(this.#window / 2)
     for (let i = 0; i < n; i++) {
       const m = g.members[(g.turn + i) % n]
-      if (m && !m.left && m.inFlight < this.#window) {
+      if (m && !m.left && m.inFlight <= refillAt) {
         g.turn = (g.turn + i + 1) % n
         return m
       }

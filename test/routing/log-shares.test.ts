@@ -175,19 +175,21 @@ describe('$share/<group>/<filter> over routed topics, served from the log', () =
       s.url,
       Array.from({ length: 10 }, (_, i) => `orders/k${i}`)
     )
-    await eventually(() => publishes(slow).length >= 4, 5000, 'window filled')
+    // it is refilled once half its window is free, so it holds from 3 to 4 records, never more
+    await eventually(() => publishes(slow).length >= 3, 5000, 'window filled')
     await sleep(300)
     const held = publishes(slow)
-    expect(held).toHaveLength(4)
-    expect(new Set(held.map((p) => p.messageId)).size).toBe(4)
+    expect(held.length).toBeGreaterThanOrEqual(3)
+    expect(held.length).toBeLessThanOrEqual(4)
+    expect(new Set(held.map((p) => p.messageId)).size).toBe(held.length)
 
     const [other, inbox] = await connectWithInbox(s.url, { clientId: 'other' })
     try {
       await other.subscribeAsync('$share/workers/orders/#', { qos: 1 })
       // the other member takes the rest, but not what the slow one holds
-      await eventually(() => inbox.messages.length >= 6, 5000, 'the rest delivered')
+      await eventually(() => inbox.messages.length >= 10 - held.length, 5000, 'the rest delivered')
       await sleep(200)
-      expect(inbox.messages).toHaveLength(6)
+      expect(inbox.messages).toHaveLength(10 - held.length)
       expect(inbox.messages.map((m) => m.payload).filter((p) => held.some((h) => text(h) === p))).toEqual([])
 
       slow.end() // disconnects without a PUBACK: what it held is released at once
