@@ -123,7 +123,10 @@ export class Gateway {
       const auth = (parts.auth = await Authentication.load(config, logger, counters))
       const hooks = composeHooks(auth, log, new Router(config.routes), logger, config.delayedEnabled ? new DelayedPublishHook(delayed, counters) : null)
       // MQTT consumers of the log: `$share/<group>/<filter>` over routed topics, served from the shared group
-      const shares = (parts.shares = new LogShareDispatch(config.routes, shared, { logger: logger.child({ component: 'mqtt-share' }) }))
+      const shares = (parts.shares = new LogShareDispatch(config.routes, shared, {
+        window: config.shareMaxInflight,
+        logger: logger.child({ component: 'mqtt-share' })
+      }))
       const broker = (parts.broker = await createBroker({
         store,
         logger,

@@ -82,6 +82,7 @@ describe('limits', () => {
     [{ 'max-topic-length': '65536' }, /max-topic-length.*from 1 to 65535/],
     [{ 'max-topic-levels': '101' }, /max-topic-levels.*from 1 to 100/],
     [{ 'max-inflight-messages': '0' }, /max-inflight-messages.*from 1 to 65535/],
+    [{ 'share-max-inflight': '0' }, /share-max-inflight.*from 1 to 65535/],
     [{ 'max-outgoing-bytes': '100' }, /max-outgoing-bytes.*at least 1KiB/],
     [{ 'max-outgoing-bytes': '64KiB', 'max-packet-size': '1MiB' }, /max-outgoing-bytes/]
   ])('refuses %j with a message naming the key', (flags, message) => {

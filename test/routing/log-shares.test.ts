@@ -450,6 +450,39 @@ describe('$share/<group>/<filter> over routed topics, served from the log', () =
 })
 
 describe('in the gateway', () => {
+  it('takes the window of each member from share-max-inflight', async () => {
+    const dir = tempDataDir('mqtt-share-window')
+    const file = join(dir, 'culex.yaml')
+    writeFileSync(file, 'streams:\n  orders:\n    partitions: 1\nroutes:\n  - filter: orders/#\n    stream: orders\n')
+    const flags = {
+      'config': file,
+      'data-dir': join(dir, 'data'),
+      'mqtt-port': 0,
+      'ws-port': 0,
+      'tls-port': 0,
+      'wss-port': 0,
+      'admin-port': 0,
+      'share-max-inflight': '2'
+    }
+    const gateway = await Gateway.start(loadConfig({ env: {}, flags }), pino({ level: 'silent' }))
+    const mqttPort = gateway.addresses().find((a) => a.kind === 'mqtt')?.port ?? 0
+    const slow = await RawClient.connected(mqttPort, 'never-acks')
+    try {
+      await rawSubscribe(slow, '$share/w/orders/#')
+      await publishAll(
+        `mqtt://127.0.0.1:${mqttPort}`,
+        Array.from({ length: 10 }, (_, i) => `orders/k${i}`)
+      )
+      await eventually(() => publishes(slow).length >= 1, 5000, 'a delivery')
+      await sleep(400)
+      // the default window is 32: with 2 it holds at most 2 of the 10
+      expect(publishes(slow).length).toBeLessThanOrEqual(2)
+    } finally {
+      slow.end()
+      await gateway.stop()
+    }
+  })
+
   it('composes the broker with the shared groups: the HTTP API sees the group MQTT members consume', async () => {
     const dir = tempDataDir('mqtt-share-gw')
     const file = join(dir, 'culex.yaml')

@@ -34,6 +34,8 @@ export interface LimitsSection {
   maxTopicLevels: number
   /** Inbound QoS 2 messages awaiting PUBREL per client. */
   maxInflightMessages: number
+  /** Records a member of a log-backed `$share` subscription holds unacknowledged at most. */
+  shareMaxInflight: number
   /** Publishes per second per client, averaged by a token bucket (0 = no limit). */
   publishRate: number
   /** Payload bytes per second per client (0 = no limit). */
@@ -109,6 +111,7 @@ export const limitsSection: Section<LimitsSection> = {
     maxTopicLength: 65_535,
     maxTopicLevels: 100,
     maxInflightMessages: 1000,
+    shareMaxInflight: 32,
     publishRate: 0,
     publishByteRate: 0,
     storeHighWater: 64 * 1024 * 1024,
@@ -182,6 +185,12 @@ export const limitsSection: Section<LimitsSection> = {
       parse: between(1, 65_535),
       expected: 'an integer from 1 to 65535',
       help: 'inbound QoS 2 messages awaiting PUBREL per client'
+    }),
+    'share-max-inflight': key({
+      field: 'shareMaxInflight',
+      parse: between(1, 65_535),
+      expected: 'an integer from 1 to 65535',
+      help: 'records a member of a log-backed $share subscription holds unacknowledged (it is refilled at half)'
     }),
     'publish-rate': key({
       field: 'publishRate',
