@@ -218,7 +218,7 @@ export class SharePartition {
         this.#lock(e, now, consumer, config)
         out.push({ entry: e, record })
       } else {
-        this.#changed(e)
+        // held back by key order: never written until it is handed out (drain keeps the position below it)
         const size = record.value.length + 256
         if (this.#readAheadBytes + size <= READ_AHEAD_BYTES) {
           this.#readAhead.set(e.offset, record)
@@ -335,7 +335,7 @@ export class SharePartition {
       stream: this.stream,
       partition: this.partition,
       position: { floor: this.floor, next },
-      put: [...this.#put.values()].filter((e) => e.deliveries > 0).map(stored),
+      put: [...this.#put.values()].map(stored),
       remove: [...this.#remove]
     }
     this.#put = new Map()

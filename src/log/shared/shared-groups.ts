@@ -1,6 +1,6 @@
 import { CulexError } from '../../errors.js'
 import { NAME_RULE, isValidName } from '../names.js'
-import { LogError, type Headers, type Log, type LogRecord, type PartitionOffset, type RecordInput, type ShareStateUpdate } from '../types.js'
+import { LogError, type Headers, type Log, type LogRecord, type PartitionOffset, type RecordInput, type ShareStateUpdate, type StreamInfo } from '../types.js'
 import { deadLetterStream, parseShareConfig, type ShareGroupConfig } from './config.js'
 import { SharePartition, type DeadLetter, type InFlight } from './share-partition.js'
 
@@ -457,8 +457,11 @@ export class SharedGroups {
   async describe(name: string): Promise<ShareGroupDescription> {
     const g = this.#group(name)
     const partitions: SharePartitionStatus[] = []
+    // one description per stream, not per partition
+    const infos = new Map<string, StreamInfo>()
     for (const sp of await this.#partitions(g)) {
-      const info = await this.log.describeStream(sp.stream)
+      let info = infos.get(sp.stream)
+      if (!info) infos.set(sp.stream, (info = await this.log.describeStream(sp.stream)))
       const endOffset = info.partitions[sp.partition]?.endOffset ?? sp.next
       partitions.push({
         stream: sp.stream,
