@@ -1,5 +1,6 @@
 import type { Headers, Log, LogRecord } from '../types.js'
-import { DLQ_HEADERS, ShareError } from './shared-groups.js'
+import { DLQ_HEADERS } from './dead-letters.js'
+import { ShareError } from './types.js'
 
 // Redrive: dead letters back into the streams they came from. Each dead letter goes back to its
 // original stream and partition (so its key keeps its order there), without the dead-letter

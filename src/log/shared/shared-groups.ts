@@ -1,96 +1,26 @@
-import { CulexError } from '../../errors.js'
 import { NAME_RULE, isValidName } from '../names.js'
-import { LogError, type Headers, type Log, type LogRecord, type PartitionOffset, type RecordInput, type ShareStateUpdate, type StreamInfo } from '../types.js'
+import { LogError, type Log, type LogRecord, type PartitionOffset, type ShareStateUpdate, type StreamInfo } from '../types.js'
 import { deadLetterStream, parseShareConfig, type ShareGroupConfig } from './config.js'
+import { deadLetter } from './dead-letters.js'
 import { SharePartition, type DeadLetter, type InFlight } from './share-partition.js'
+import {
+  ShareError,
+  type AckRequest,
+  type AckResult,
+  type ShareFetchOptions,
+  type ShareGroupDescription,
+  type SharePartitionStatus,
+  type SharedRecord
+} from './types.js'
+
+export * from './types.js'
+export { DLQ_HEADERS } from './dead-letters.js'
 
 // Shared groups: per-record acks over any Log backend (KIP-932 share groups, NATS JetStream
 // consumers). Any number of consumers fetch from every partition; each record is locked to one
 // of them for ackWaitMs and finished by its ack, or redelivered after a nack, a lock expiry or a
 // restart, until maxDeliveries sends it to the dead-letter stream. State is written through the
 // Log contract before a fetch returns and before an ack is answered, so a restart resumes it.
-
-export type ShareErrorCode = 'UNKNOWN_GROUP' | 'INVALID_ARGUMENT' | 'UNKNOWN_STREAM'
-
-export class ShareError extends CulexError<ShareErrorCode> {}
-
-/** Headers a dead letter carries (besides the original record's own). */
-export const DLQ_HEADERS = {
-  stream: 'culex-dlq-stream',
-  partition: 'culex-dlq-partition',
-  offset: 'culex-dlq-offset',
-  group: 'culex-dlq-group',
-  deliveries: 'culex-dlq-deliveries',
-  firstDelivery: 'culex-dlq-first-delivery',
-  lastDelivery: 'culex-dlq-last-delivery',
-  error: 'culex-dlq-error',
-  reason: 'culex-dlq-reason',
-  topic: 'culex-dlq-topic'
-} as const
-
-export interface SharedRecord extends LogRecord {
-  /** This delivery's number (1 = first); an ack names it, so a late ack cannot finish a later delivery. */
-  deliveryCount: number
-  /** When the lock ends (ms since the epoch) unless extended. */
-  lockedUntil: number
-}
-
-export interface ShareFetchOptions {
-  consumer: string
-  maxRecords: number
-  maxBytes?: number
-  waitMs: number
-  signal?: AbortSignal
-}
-
-export type AckAction = 'ack' | 'nack' | 'extend' | 'reject'
-
-export interface AckRequest {
-  stream: string
-  partition: number
-  offset: number
-  /** The deliveryCount the record was fetched with. */
-  deliveryCount?: number
-  action: AckAction
-  /** nack: redeliver after this long instead of the backoff. */
-  delayMs?: number
-  /** nack / reject: why, kept for the dead letter. */
-  error?: string
-}
-
-export interface AckResult {
-  stream: string
-  partition: number
-  offset: number
-  ok: boolean
-  /** Why not: the lock expired, the record was handed out again, or it is not in the group. */
-  error?: 'LOCK_LOST'
-  /** The record went to the dead-letter stream (reject, or a nack after maxDeliveries). */
-  deadLettered?: boolean
-}
-
-export interface SharePartitionStatus {
-  stream: string
-  partition: number
-  floor: number
-  next: number
-  endOffset: number
-  acquired: number
-  /** Unfinished records between floor and next (acquired, waiting, held by key order). */
-  pending: number
-  /** Records not yet finished: endOffset - floor. */
-  lag: number
-}
-
-export interface ShareGroupDescription {
-  group: string
-  config: ShareGroupConfig
-  partitions: SharePartitionStatus[]
-  lag: number
-  deadLettered: number
-  /** True while lag is at or above config.lagAlert. */
-  lagAlert: boolean
-}
 
 interface GroupState {
   name: string
@@ -494,23 +424,4 @@ export class SharedGroups {
 
 function shared(record: LogRecord, e: InFlight): SharedRecord {
   return { ...record, deliveryCount: e.deliveries, lockedUntil: e.lockedUntil }
-}
-
-const iso = (ms: number | null): string => (ms === null ? '' : new Date(ms).toISOString())
-
-function deadLetter(group: string, record: LogRecord, e: InFlight, reason: DeadLetter['reason'], now: number): RecordInput {
-  const headers: Headers = {
-    ...record.headers,
-    [DLQ_HEADERS.stream]: record.stream,
-    [DLQ_HEADERS.partition]: String(record.partition),
-    [DLQ_HEADERS.offset]: String(record.offset),
-    [DLQ_HEADERS.group]: group,
-    [DLQ_HEADERS.deliveries]: String(e.deliveries),
-    [DLQ_HEADERS.firstDelivery]: iso(e.firstDeliveryAt),
-    [DLQ_HEADERS.lastDelivery]: iso(e.lastDeliveryAt ?? now),
-    [DLQ_HEADERS.error]: e.lastError ?? '',
-    [DLQ_HEADERS.reason]: reason
-  }
-  if (record.topic !== null) headers[DLQ_HEADERS.topic] = record.topic
-  return { key: record.key, value: record.value, headers, topic: record.topic, qos: record.qos, clientId: record.clientId }
 }
