@@ -15,33 +15,15 @@ import {
   type PartitionOffset,
   type ReadOptions,
   type RecordInput,
-  type SharePartitionState,
-  type ShareRecordState,
   type ShareStateUpdate,
   type StoredShareGroup,
   type StreamConfig,
   type StreamInfo
 } from '../types.js'
 import { AppendWaiters } from './append-waiters.js'
+import * as shareState from './share-state.js'
 import { DEDUP_DEFAULTS, DedupIndex, MAX_ID_BYTES, type DedupEntry, type DedupOptions } from './dedup-index.js'
-import {
-  commitKey,
-  commitRange,
-  parseCommitKey,
-  parseShareKey,
-  readU64Value,
-  recordKey,
-  recordKeyAt,
-  shareConfigKey,
-  shareConfigRange,
-  sharePositionKey,
-  sharePositionRange,
-  shareRecordKey,
-  shareRecordRange,
-  streamConfigKey,
-  streamConfigRange,
-  u64Value
-} from './keys.js'
+import { commitKey, commitRange, parseCommitKey, readU64Value, recordKey, recordKeyAt, streamConfigKey, streamConfigRange, u64Value } from './keys.js'
 import { headOp, loadPartition, type PartitionState } from './partition-state.js'
 import { decodeRecord, encodeRecord } from '../record-codec.js'
 import { planRetention } from './retention.js'
@@ -408,58 +390,24 @@ export class RocksLog implements Log {
     })
   }
 
-  async listShareGroups(): Promise<string[]> {
-    const groups: string[] = []
-    for await (const k of this.store.scanKeys(shareConfigRange())) groups.push(k.toString('utf8', 3))
-    return groups
+  listShareGroups(): Promise<string[]> {
+    return shareState.listShareGroups(this.store)
   }
 
-  async loadShareGroup(group: string): Promise<StoredShareGroup | null> {
-    const config = await this.store.get(shareConfigKey(group))
-    if (config === undefined) return null
-    const partitions = new Map<string, SharePartitionState>()
-    for await (const [k, v] of this.store.scan(sharePositionRange(group))) {
-      const { stream, partition } = parseShareKey(k, false)
-      partitions.set(`${stream}\u0000${partition}`, { stream, partition, floor: readU64Value(v), next: Number(v.readBigUInt64BE(8)), records: [] })
-    }
-    for await (const [k, v] of this.store.scan(shareRecordRange(group))) {
-      const { stream, partition, offset } = parseShareKey(k, true)
-      const state = partitions.get(`${stream}\u0000${partition}`)
-      // a record state is only ever written with its partition's position
-      if (state) state.records.push({ ...(JSON.parse(v.toString('utf8')) as Omit<ShareRecordState, 'offset'>), offset })
-    }
-    return { config: config.toString('utf8'), partitions: [...partitions.values()] }
+  loadShareGroup(group: string): Promise<StoredShareGroup | null> {
+    return shareState.loadShareGroup(this.store, group)
   }
 
-  async saveShareConfig(group: string, config: string): Promise<void> {
-    if (!isValidName(group)) throw new LogError('INVALID_ARGUMENT', `invalid group name "${group}": expected ${NAME_RULE}`)
-    await this.store.write([{ type: 'put', key: shareConfigKey(group), value: Buffer.from(config, 'utf8') }])
+  saveShareConfig(group: string, config: string): Promise<void> {
+    return shareState.saveShareConfig(this.store, group, config)
   }
 
-  async updateShareState(group: string, updates: ShareStateUpdate[]): Promise<void> {
-    const ops: BatchOp[] = []
-    for (const u of updates) {
-      if (u.position) {
-        const value = Buffer.allocUnsafe(16)
-        value.writeBigUInt64BE(BigInt(u.position.floor), 0)
-        value.writeBigUInt64BE(BigInt(u.position.next), 8)
-        ops.push({ type: 'put', key: sharePositionKey(group, u.stream, u.partition), value })
-      }
-      for (const r of u.put ?? []) {
-        const { offset, ...rest } = r
-        ops.push({ type: 'put', key: shareRecordKey(group, u.stream, u.partition, offset), value: Buffer.from(JSON.stringify(rest), 'utf8') })
-      }
-      for (const offset of u.remove ?? []) ops.push({ type: 'del', key: shareRecordKey(group, u.stream, u.partition, offset) })
-    }
-    if (ops.length > 0) await this.store.write(ops)
+  updateShareState(group: string, updates: ShareStateUpdate[]): Promise<void> {
+    return shareState.updateShareState(this.store, group, updates)
   }
 
-  async deleteShareGroup(group: string): Promise<void> {
-    const ops: BatchOp[] = [{ type: 'del', key: shareConfigKey(group) }]
-    for (const range of [sharePositionRange(group), shareRecordRange(group)]) {
-      for await (const k of this.store.scanKeys(range)) ops.push({ type: 'del', key: k })
-    }
-    await this.store.write(ops)
+  deleteShareGroup(group: string): Promise<void> {
+    return shareState.deleteShareGroup(this.store, group)
   }
 
   /** Forgets the appendOnce ids whose window has passed (a timer runs it); returns how many. */
