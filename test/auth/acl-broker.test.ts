@@ -12,7 +12,7 @@ import { DEFAULTS, type CulexConfig } from '../../src/config/index.js'
 import { brokersClosedAfterEach, type InProcessBroker } from '../helpers/broker.js'
 import { tempDataDir } from '../helpers/gateway-process.js'
 import { Inbox, closeAll, connect } from '../helpers/mqtt.js'
-import { RawClient } from '../helpers/raw-mqtt.js'
+import { connackCode } from '../helpers/raw-mqtt.js'
 
 // The password file and the ACL file enforced by a broker: CONNACK codes, PUBLISH (acknowledged
 // and dropped when denied), SUBSCRIBE (0x80), each delivery, retained messages, wills at CONNECT,
@@ -76,25 +76,6 @@ function as(b: InProcessBroker, user: string, more: Parameters<typeof connect>[1
   return connect(b.url, { username: user, password: PASSWORDS[user], clientId: `${user}-${Math.random().toString(36).slice(2, 8)}`, ...more })
 }
 
-/** The CONNACK return code a CONNECT with these fields gets. */
-async function connackCode(b: InProcessBroker, fields: { username?: string; password?: string; clientId?: string; will?: { topic: string } }): Promise<number> {
-  const c = await RawClient.open(b.port)
-  c.send({
-    cmd: 'connect',
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clean: true,
-    clientId: fields.clientId ?? 'raw',
-    keepalive: 0,
-    ...(fields.username !== undefined ? { username: fields.username } : {}),
-    ...(fields.password !== undefined ? { password: Buffer.from(fields.password) } : {}),
-    ...(fields.will ? { will: { topic: fields.will.topic, payload: Buffer.from('gone'), qos: 0, retain: false } } : {})
-  })
-  const ack = await c.next((p) => p.cmd === 'connack')
-  c.end()
-  return ack.cmd === 'connack' ? (ack.returnCode ?? -1) : -1
-}
-
 /** The SUBACK return code for one filter (MQTT.js rejects a SUBACK with 0x80, carrying the packet). */
 async function grantedQos(client: MqttClient, filter: string): Promise<number> {
   try {
@@ -110,18 +91,18 @@ async function grantedQos(client: MqttClient, filter: string): Promise<number> {
 describe('the password file', () => {
   it('accepts the right password (CONNACK 0); a wrong password and an unknown user get 4; no credentials get 5', async () => {
     const { b } = await setup()
-    expect(await connackCode(b, { username: 'alice', password: 'alice-secret' })).toBe(0)
-    expect(await connackCode(b, { username: 'alice', password: 'bob-secret' })).toBe(4)
-    expect(await connackCode(b, { username: 'mallory', password: 'alice-secret' })).toBe(4)
-    expect(await connackCode(b, { username: 'alice' })).toBe(4)
+    expect(await connackCode(b.port, { username: 'alice', password: 'alice-secret' })).toBe(0)
+    expect(await connackCode(b.port, { username: 'alice', password: 'bob-secret' })).toBe(4)
+    expect(await connackCode(b.port, { username: 'mallory', password: 'alice-secret' })).toBe(4)
+    expect(await connackCode(b.port, { username: 'alice' })).toBe(4)
     // anonymous access is off by default once a password file is configured, even on loopback
-    expect(await connackCode(b, {})).toBe(5)
+    expect(await connackCode(b.port, {})).toBe(5)
   })
 
   it('refuses every attempt from an address over login-failures-per-minute, even with the right password, before checking it', async () => {
     const { b } = await setup({ loginFailuresPerMinute: 3 })
-    for (let i = 0; i < 3; i++) expect(await connackCode(b, { username: 'alice', password: `guess-${i}` })).toBe(4)
-    expect(await connackCode(b, { username: 'alice', password: 'alice-secret' })).toBe(5)
+    for (let i = 0; i < 3; i++) expect(await connackCode(b.port, { username: 'alice', password: `guess-${i}` })).toBe(4)
+    expect(await connackCode(b.port, { username: 'alice', password: 'alice-secret' })).toBe(5)
   })
 })
 
@@ -193,9 +174,9 @@ describe('the ACL file', () => {
 
   it('refuses at CONNECT (CONNACK 5) a will to a topic the user may not publish to, and accepts an allowed one', async () => {
     const { b } = await setup()
-    expect(await connackCode(b, { username: 'alice', password: 'alice-secret', will: { topic: 'commands/x' } })).toBe(5)
-    expect(await connackCode(b, { username: 'alice', password: 'alice-secret', will: { topic: 'wills/bob' } })).toBe(5)
-    expect(await connackCode(b, { username: 'alice', password: 'alice-secret', will: { topic: 'wills/alice' } })).toBe(0)
+    expect(await connackCode(b.port, { username: 'alice', password: 'alice-secret', will: 'commands/x' })).toBe(5)
+    expect(await connackCode(b.port, { username: 'alice', password: 'alice-secret', will: 'wills/bob' })).toBe(5)
+    expect(await connackCode(b.port, { username: 'alice', password: 'alice-secret', will: 'wills/alice' })).toBe(0)
     expect(b.counters.get('will-denied')).toBe(2)
   })
 
@@ -230,15 +211,15 @@ describe('reload (SIGHUP)', () => {
     const bob = await as(b, 'bob')
     let bobClosed = false
     bob.on('close', () => (bobClosed = true))
-    expect(await connackCode(b, { username: 'carol', password: 'carol-secret' })).toBe(4)
+    expect(await connackCode(b.port, { username: 'carol', password: 'carol-secret' })).toBe(4)
 
     const { bob: _removed, ...rest } = PASSWORDS
     await writeUsers(passwordFile, { ...rest, carol: 'carol-secret' })
     const report = await auth.reload((match, reason) => b.broker.disconnect(match, reason))
     expect(report).toMatchObject({ reloaded: ['password-file', 'acl-file'], failed: [], disconnected: 1 })
 
-    expect(await connackCode(b, { username: 'carol', password: 'carol-secret' })).toBe(0)
-    expect(await connackCode(b, { username: 'bob', password: 'bob-secret' })).toBe(4)
+    expect(await connackCode(b.port, { username: 'carol', password: 'carol-secret' })).toBe(0)
+    expect(await connackCode(b.port, { username: 'bob', password: 'bob-secret' })).toBe(4)
     await expect.poll(() => bobClosed, { timeout: 2000 }).toBe(true)
     expect(alice.connected).toBe(true)
     await closeAll(alice, bob)

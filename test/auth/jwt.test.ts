@@ -14,7 +14,7 @@ import { DEFAULTS, type CulexConfig } from '../../src/config/index.js'
 import { brokersClosedAfterEach, type InProcessBroker } from '../helpers/broker.js'
 import { tempDataDir } from '../helpers/gateway-process.js'
 import { Inbox, closeAll, connect, subackCode } from '../helpers/mqtt.js'
-import { RawClient } from '../helpers/raw-mqtt.js'
+import { RawClient, connackCode } from '../helpers/raw-mqtt.js'
 
 // JWTs as MQTT passwords (src/auth/jwt.ts), enforced by an in-process broker whose hook chain is
 // Authentication.hooks(): signature and claim checks (CONNACK 4), `sub` as the user name, the
@@ -92,28 +92,6 @@ const nowSeconds = (): number => Math.floor(Date.now() / 1000)
 let ids = 0
 const clientId = (tag: string): string => `${tag}-${++ids}`
 
-/** The CONNACK return code for a CONNECT with these fields (a raw client: the code, never a library's reading of it). */
-async function connackCode(b: InProcessBroker, fields: { username?: string; password?: string; will?: string }): Promise<number> {
-  const c = await RawClient.open(b.port)
-  try {
-    c.send({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId: clientId('raw'),
-      keepalive: 0,
-      ...(fields.username !== undefined ? { username: fields.username } : {}),
-      ...(fields.password !== undefined ? { password: Buffer.from(fields.password) } : {}),
-      ...(fields.will !== undefined ? { will: { topic: fields.will, payload: Buffer.from('gone'), qos: 0, retain: false } } : {})
-    })
-    const ack = await c.next((p) => p.cmd === 'connack')
-    return ack.cmd === 'connack' ? (ack.returnCode ?? -1) : -1
-  } finally {
-    c.end()
-  }
-}
-
 /**
  * A CONNECT with the password flag and no user name flag. MQTT 3.1.1 wants a user name with a
  * password [MQTT-3.1.2-22] and mqtt-packet will not write one without, so it is put together
@@ -167,9 +145,9 @@ describe('JWT passwords: who may connect (HS256 secret file)', () => {
   it('accepts a valid token with the user name equal to sub, and with no user name; another user name gets 4', async () => {
     const { b, key } = await setup()
     const token = await sign(key, { sub: 'd7' })
-    expect(await connackCode(b, { username: 'd7', password: token })).toBe(0)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'd7', password: token })).toBe(0)
     expect(await connackWithoutUsername(b, token)).toBe(0)
-    expect(await connackCode(b, { username: 'd8', password: token })).toBe(4)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'd8', password: token })).toBe(4)
     // and a session works: MQTT.js with the token, a publish to itself
     const client = await open(b.url, { clientId: clientId('d7'), username: 'd7', password: token })
     const inbox = new Inbox(client)
@@ -181,20 +159,22 @@ describe('JWT passwords: who may connect (HS256 secret file)', () => {
 
   it('accepts a valid token with an empty user name (MQTT 3.1.1 needs one beside a password)', async () => {
     const { b, key } = await setup()
-    expect(await connackCode(b, { username: '', password: await sign(key, { sub: 'd7' }) })).toBe(0)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: '', password: await sign(key, { sub: 'd7' }) })).toBe(0)
   })
 
   it('accepts HS384 and HS512 tokens made with the same secret', async () => {
     const { b, key } = await setup()
-    for (const alg of ['HS384', 'HS512']) expect(await connackCode(b, { username: 'd7', password: await sign(key, { sub: 'd7' }, { alg }) })).toBe(0)
+    for (const alg of ['HS384', 'HS512'])
+      expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'd7', password: await sign(key, { sub: 'd7' }, { alg }) })).toBe(0)
   })
 
   it('refuses with CONNACK 4: an expired token, a token without exp, a wrong signature, a changed payload, alg none, a future nbf', async () => {
     const { b, key } = await setup()
     const claims = { sub: 'd7' }
-    const refused = async (token: string): Promise<void> => expect(await connackCode(b, { username: 'd7', password: token })).toBe(4)
+    const refused = async (token: string): Promise<void> =>
+      expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'd7', password: token })).toBe(4)
     // the same claims, valid: each refusal below is for the one thing changed
-    expect(await connackCode(b, { username: 'd7', password: await sign(key, claims, { exp: nowSeconds() + 60 }) })).toBe(0)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'd7', password: await sign(key, claims, { exp: nowSeconds() + 60 }) })).toBe(0)
 
     await refused(await sign(key, claims, { exp: nowSeconds() - 60 }))
     await refused(await sign(key, claims, { exp: null }))
@@ -210,7 +190,8 @@ describe('JWT passwords: who may connect (HS256 secret file)', () => {
 
   it('checks iss and aud when jwt-issuer and jwt-audience are set', async () => {
     const { b, key } = await setup({ jwtIssuer: 'https://issuer.example', jwtAudience: 'culex' })
-    const code = async (claims: JWTPayload): Promise<number> => connackCode(b, { username: 'd7', password: await sign(key, { sub: 'd7', ...claims }) })
+    const code = async (claims: JWTPayload): Promise<number> =>
+      connackCode(b.port, { clientId: clientId('raw'), username: 'd7', password: await sign(key, { sub: 'd7', ...claims }) })
     expect(await code({ iss: 'https://issuer.example', aud: 'culex' })).toBe(0)
     expect(await code({ iss: 'https://issuer.example', aud: ['other', 'culex'] })).toBe(0)
     expect(await code({ iss: 'https://other.example', aud: 'culex' })).toBe(4)
@@ -221,11 +202,11 @@ describe('JWT passwords: who may connect (HS256 secret file)', () => {
 
   it('refuses a password that is not a JWT with CONNACK 5 when there is no password file (no authenticator accepts it), and no credentials with 5', async () => {
     const { b, key } = await setup()
-    expect(await connackCode(b, { username: 'd7', password: 'hunter2' })).toBe(5)
-    expect(await connackCode(b, { username: 'd7' })).toBe(5)
-    expect(await connackCode(b, {})).toBe(5)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'd7', password: 'hunter2' })).toBe(5)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'd7' })).toBe(5)
+    expect(await connackCode(b.port, { clientId: clientId('raw') })).toBe(5)
     // the same user with a token: the refusals above were for the credential
-    expect(await connackCode(b, { username: 'd7', password: await sign(key, { sub: 'd7' }) })).toBe(0)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'd7', password: await sign(key, { sub: 'd7' }) })).toBe(0)
   })
 
   it('refuses to start with a secret shorter than 32 bytes, or without a key file', async () => {
@@ -249,7 +230,7 @@ describe('JWT passwords: public keys from a JWKS file (ES256)', () => {
     writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }] }))
     const auth = await Authentication.load({ ...DEFAULTS, jwtJwksFile: jwksFile, loginFailuresPerMinute: 0 }, logger, new BrokerCounters(logger))
     const b = await start(new HookChain(auth.hooks()))
-    const code = async (token: string): Promise<number> => connackCode(b, { username: 'd7', password: token })
+    const code = async (token: string): Promise<number> => connackCode(b.port, { clientId: clientId('raw'), username: 'd7', password: token })
 
     expect(await code(await sign(privateKey, { sub: 'd7' }, { alg: 'ES256', kid: 'k1' }))).toBe(0)
     // without a kid: the one key of the set that fits the algorithm
@@ -285,7 +266,7 @@ describe('JWT passwords: exp while connected', () => {
     await long.publishAsync('still/here', 'yes', { qos: 1 })
     expect((await inbox.waitFor(1)).map((m) => m.payload)).toEqual(['yes'])
     // and the expired token is refused at the next CONNECT
-    expect(await connackCode(b, { username: 'short', password: await sign(key, { sub: 'short' }, { exp }) })).toBe(4)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'short', password: await sign(key, { sub: 'short' }, { exp }) })).toBe(4)
     await closeAll(short, long)
   })
 })
@@ -343,14 +324,15 @@ describe('JWT passwords: the acl claim', () => {
   it('refuses a will outside pub at CONNECT (CONNACK 5) and accepts one inside', async () => {
     const { b, key } = await setup()
     const token = await sign(key, { sub: 'd7', acl: { pub: ['devices/d7/#'] } })
-    expect(await connackCode(b, { username: 'd7', password: token, will: 'devices/d8/gone' })).toBe(5)
-    expect(await connackCode(b, { username: 'd7', password: token, will: 'devices/d7/gone' })).toBe(0)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'd7', password: token, will: 'devices/d8/gone' })).toBe(5)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'd7', password: token, will: 'devices/d7/gone' })).toBe(0)
     expect(b.counters.get('will-denied')).toBe(1)
   })
 
   it('refuses a token whose claim has an invalid filter or a wrong shape (CONNACK 4)', async () => {
     const { b, key } = await setup()
-    const code = async (acl: unknown): Promise<number> => connackCode(b, { username: 'd7', password: await sign(key, { sub: 'd7', acl }) })
+    const code = async (acl: unknown): Promise<number> =>
+      connackCode(b.port, { clientId: clientId('raw'), username: 'd7', password: await sign(key, { sub: 'd7', acl }) })
     expect(await code({ pub: ['devices/d7/#'], sub: [], all: [] })).toBe(0)
     expect(await code({ pub: ['devices/#/d7'] })).toBe(4)
     expect(await code({ sub: ['devices/d7+'] })).toBe(4)
@@ -398,15 +380,15 @@ describe('JWT passwords: the acl claim', () => {
 describe('JWT passwords beside a password file', () => {
   it('logs a user of the file in with the password, and a user not in it with a token', async () => {
     const { b, key } = await setup({}, { passwords: { alice: 'alice-secret' } })
-    expect(await connackCode(b, { username: 'alice', password: 'alice-secret' })).toBe(0)
-    expect(await connackCode(b, { username: 'alice', password: 'wrong' })).toBe(4)
-    expect(await connackCode(b, { username: 'carol', password: 'alice-secret' })).toBe(4)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'alice', password: 'alice-secret' })).toBe(0)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'alice', password: 'wrong' })).toBe(4)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'carol', password: 'alice-secret' })).toBe(4)
     const bob = await sign(key, { sub: 'bob' })
-    expect(await connackCode(b, { username: 'bob', password: bob })).toBe(0)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'bob', password: bob })).toBe(0)
     expect(await connackWithoutUsername(b, bob)).toBe(0)
-    expect(await connackCode(b, { username: 'bob', password: await sign(encoder.encode(newSecret()), { sub: 'bob' }) })).toBe(4)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'bob', password: await sign(encoder.encode(newSecret()), { sub: 'bob' }) })).toBe(4)
     // no credentials at all: anonymous access is off once credentials are configured
-    expect(await connackCode(b, {})).toBe(5)
+    expect(await connackCode(b.port, { clientId: clientId('raw') })).toBe(5)
     // both kinds carry traffic
     const alice = await open(b.url, { clientId: clientId('alice'), username: 'alice', password: 'alice-secret' })
     const inbox = new Inbox(alice)
@@ -422,7 +404,7 @@ describe('JWT passwords: reload', () => {
   it('takes a new secret from the file: old tokens fail and new ones work for new connections', async () => {
     const { b, auth, key, secretFile } = await setup()
     const oldToken = await sign(key, { sub: 'd7' })
-    expect(await connackCode(b, { username: 'd7', password: oldToken })).toBe(0)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'd7', password: oldToken })).toBe(0)
     const connected = await withToken(b, oldToken)
 
     const secret = newSecret()
@@ -431,8 +413,8 @@ describe('JWT passwords: reload', () => {
     expect(report.reloaded).toContain('jwt key')
     expect(report.failed).toEqual([])
 
-    expect(await connackCode(b, { username: 'd7', password: oldToken })).toBe(4)
-    expect(await connackCode(b, { username: 'd7', password: await sign(encoder.encode(secret), { sub: 'd7' }) })).toBe(0)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'd7', password: oldToken })).toBe(4)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'd7', password: await sign(encoder.encode(secret), { sub: 'd7' }) })).toBe(0)
     // a reload checks new connections only: a client connected with the old key stays (until its exp)
     expect(report.disconnected).toBe(0)
     expect(connected.connected).toBe(true)
@@ -445,6 +427,6 @@ describe('JWT passwords: reload', () => {
     const report = await auth.reload((match, reason) => b.broker.disconnect(match, reason))
     expect(report.reloaded).not.toContain('jwt key')
     expect(report.failed).toEqual([{ what: 'jwt key', error: expect.stringMatching(/9 bytes; at least 32/) as unknown }])
-    expect(await connackCode(b, { username: 'd7', password: await sign(key, { sub: 'd7' }) })).toBe(0)
+    expect(await connackCode(b.port, { clientId: clientId('raw'), username: 'd7', password: await sign(key, { sub: 'd7' }) })).toBe(0)
   })
 })

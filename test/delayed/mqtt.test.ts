@@ -14,7 +14,7 @@ import { Store } from '../../src/store/store.js'
 import { brokersClosedAfterEach, type InProcessBroker } from '../helpers/broker.js'
 import { tempDataDir } from '../helpers/gateway-process.js'
 import { Inbox, closeAll, connect } from '../helpers/mqtt.js'
-import { RawClient } from '../helpers/raw-mqtt.js'
+import { RawClient, connackCode } from '../helpers/raw-mqtt.js'
 
 // `$delayed/<seconds>/<topic>` against real MQTT clients on an in-process broker: the message
 // reaches subscribers of <topic> at its due time and not before, acknowledged once stored;
@@ -244,19 +244,7 @@ describe('$delayed/<seconds>/<topic> over MQTT', () => {
 
   it('refuses a will to a $delayed/ topic at CONNECT (CONNACK 5)', async () => {
     const { b } = await setup()
-    const c = await RawClient.open(b.port)
-    c.send({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId: 'will-delayed',
-      keepalive: 0,
-      will: { topic: '$delayed/5/wills/x', payload: Buffer.from('gone'), qos: 1, retain: false }
-    })
-    const ack = await c.next((p) => p.cmd === 'connack')
-    c.end()
-    expect(ack.cmd === 'connack' ? ack.returnCode : -1).toBe(5)
+    expect(await connackCode(b.port, { clientId: 'will-delayed', will: '$delayed/5/wills/x', willQos: 1 })).toBe(5)
     expect(b.counters.get('will-denied')).toBe(1)
   })
 })

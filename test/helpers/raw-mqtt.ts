@@ -77,3 +77,34 @@ export class RawClient {
     this.socket.destroy()
   }
 }
+
+export interface ConnectFields {
+  clientId?: string
+  username?: string
+  password?: string
+  /** A will on this topic (payload "gone"), at this QoS (default 0). */
+  will?: string
+  willQos?: 0 | 1 | 2
+}
+
+/** The CONNACK return code a raw MQTT 3.1.1 CONNECT with these fields gets (keepalive 0, clean). */
+export async function connackCode(port: number, fields: ConnectFields = {}): Promise<number> {
+  const c = await RawClient.open(port)
+  try {
+    c.send({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      clientId: fields.clientId ?? 'raw',
+      keepalive: 0,
+      ...(fields.username !== undefined ? { username: fields.username } : {}),
+      ...(fields.password !== undefined ? { password: Buffer.from(fields.password) } : {}),
+      ...(fields.will !== undefined ? { will: { topic: fields.will, payload: Buffer.from('gone'), qos: fields.willQos ?? 0, retain: false } } : {})
+    })
+    const ack = await c.next((p) => p.cmd === 'connack')
+    return ack.cmd === 'connack' ? (ack.returnCode ?? -1) : -1
+  } finally {
+    c.end()
+  }
+}
