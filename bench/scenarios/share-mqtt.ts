@@ -20,14 +20,13 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { MqttClient } from 'mqtt'
-import { RocksLog } from '../../src/log/rocks/rocks-log.js'
-import type { RecordInput, StreamConfig } from '../../src/log/types.js'
-import { Store } from '../../src/store/store.js'
+import type { RocksLog } from '../../src/log/rocks/rocks-log.js'
+import type { RecordInput } from '../../src/log/types.js'
 import { closeClients, connectClient, subscribeGranted } from '../lib/mqtt-inproc.js'
 import { nowMs, sleep } from '../lib/procs.js'
 import { pick, type CpuReport, type Metric, type Mode, type Scenario } from '../lib/scenario.js'
 import { LOG_PARTITIONS, LOG_STREAM } from './log-append.js'
-import { Api, meter, orderedPhase, phaseMetrics, ratioMetric, sharedPhase, type Phase, type PhaseContext, type Range } from './shared-ack.js'
+import { meter, orderedPhase, phaseMetrics, prefilledBroker, ratioMetric, sharedPhase, type Phase, type PhaseContext } from './shared-ack.js'
 
 export function shareMqttRecords(mode: Mode): number {
   return pick(mode, { quick: 20_000, default: 100_000, full: 200_000 })
@@ -46,12 +45,6 @@ const SETTLE_MS = 10_000
 /** Records an MQTT member holds unacknowledged at most (src/routing/log-shares.ts DEFAULT_WINDOW): each dispatcher fetch asks for at most this many. */
 const MQTT_WINDOW = 32
 const perKeyBudgetMs = (mode: Mode): number => pick(mode, { quick: 60_000, default: 60_000, full: 120_000 })
-
-const streamConfig: StreamConfig = {
-  name: LOG_STREAM,
-  partitions: LOG_PARTITIONS,
-  retention: { maxAgeMs: null, maxBytes: null, maxRecords: null }
-}
 
 /** Culex with the stream and a route `bench/#` -> it (nothing is published: the route makes `$share/<g>/bench/#` a log consumer). */
 export const SHARE_CULEX_CONFIG = {
@@ -212,22 +205,7 @@ export const shareMqtt: Scenario = {
     const notes: string[] = []
     const root = mkdtempSync(join(tmpdir(), 'culex-bench-share-mqtt-'))
     try {
-      const dataDir = join(root, 'data')
-      const store = await Store.open({ dataDir, durability })
-      const log = await RocksLog.open(store, [streamConfig])
-      let ranges: Range[]
-      try {
-        await prefillIndexed(log, total, ctx.deadline)
-        ranges = (await log.describeStream(LOG_STREAM)).partitions.map((p) => ({ partition: p.partition, start: p.startOffset, end: p.endOffset }))
-      } finally {
-        await log.close()
-        await store.close()
-      }
-      const stored = ranges.reduce((n, r) => n + r.end - r.start, 0)
-      if (stored !== total) throw new Error(`${stored} records stored, ${total} written`)
-
-      const broker = await ctx.startBroker({ dataDir, admin: true, culexConfig: SHARE_CULEX_CONFIG })
-      const c: PhaseContext = { api: new Api(broker.adminPort!), pid: broker.pid, ranges, total, deadline: ctx.deadline }
+      const { broker, c } = await prefilledBroker(ctx, root, total, (log) => prefillIndexed(log, total, ctx.deadline), SHARE_CULEX_CONFIG)
       const phases: Phase[] = []
       const run = async <P extends Phase>(p: Promise<P>): Promise<P> => {
         const phase = await p
@@ -288,7 +266,7 @@ export const shareMqtt: Scenario = {
         metrics,
         cpu,
         notes,
-        details: { records: total, partitions: ranges, keys: KEYS, filter: `$share/<group>/${FILTER}`, qos: 1, durability, phases }
+        details: { records: total, partitions: c.ranges, keys: KEYS, filter: `$share/<group>/${FILTER}`, qos: 1, durability, phases }
       }
     } finally {
       rmSync(root, { recursive: true, force: true })

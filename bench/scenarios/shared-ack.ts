@@ -17,8 +17,9 @@ import { join } from 'node:path'
 import { RocksLog } from '../../src/log/rocks/rocks-log.js'
 import type { StreamConfig } from '../../src/log/types.js'
 import { Store } from '../../src/store/store.js'
+import type { RunningBroker } from '../lib/brokers.js'
 import { nowMs, procCpuMs } from '../lib/procs.js'
-import { pick, type CpuReport, type Metric, type Mode, type Scenario } from '../lib/scenario.js'
+import { pick, type CpuReport, type Metric, type Mode, type Scenario, type ScenarioContext } from '../lib/scenario.js'
 import { LOG_PARTITIONS, LOG_STREAM } from './log-append.js'
 import { prefill } from './log-replay.js'
 
@@ -362,6 +363,34 @@ export function ratioMetric(key: string, label: string, a: Phase | undefined, b:
   return { key, label, value: ra !== null && rb ? ra / rb : null, unit: 'x', better: 'higher', show: true, ratio: false }
 }
 
+/**
+ * N records written in-process with Culex's Store and RocksLog (not measured) into `root`/data,
+ * checked to be stored, then Culex started on that data dir with its admin API.
+ */
+export async function prefilledBroker(
+  ctx: ScenarioContext,
+  root: string,
+  total: number,
+  fill: (log: RocksLog) => Promise<void>,
+  culexConfig: Record<string, unknown>
+): Promise<{ broker: RunningBroker; c: PhaseContext }> {
+  const dataDir = join(root, 'data')
+  const store = await Store.open({ dataDir, durability: ctx.brokerName.endsWith('none') ? 'none' : 'fsync' })
+  const log = await RocksLog.open(store, [streamConfig])
+  let ranges: Range[]
+  try {
+    await fill(log)
+    ranges = (await log.describeStream(LOG_STREAM)).partitions.map((p) => ({ partition: p.partition, start: p.startOffset, end: p.endOffset }))
+  } finally {
+    await log.close()
+    await store.close()
+  }
+  const stored = ranges.reduce((n, r) => n + r.end - r.start, 0)
+  if (stored !== total) throw new Error(`${stored} records stored, ${total} written`)
+  const broker = await ctx.startBroker({ dataDir, admin: true, culexConfig })
+  return { broker, c: { api: new Api(broker.adminPort!), pid: broker.pid, ranges, total, deadline: ctx.deadline } }
+}
+
 export const sharedAck: Scenario = {
   id: 'shared-ack',
   title: 'Consumer groups over HTTP: shared group (fetch + per-record ack) against ordered group (fetch + commit) on N stored records (Culex only)',
@@ -374,23 +403,7 @@ export const sharedAck: Scenario = {
     const notes: string[] = []
     const root = mkdtempSync(join(tmpdir(), 'culex-bench-shared-'))
     try {
-      // N records, written in-process with Culex's Store and RocksLog (not measured)
-      const dataDir = join(root, 'data')
-      const store = await Store.open({ dataDir, durability })
-      const log = await RocksLog.open(store, [streamConfig])
-      let ranges: Range[]
-      try {
-        await prefill(log, total, ctx.deadline, KEYS)
-        ranges = (await log.describeStream(LOG_STREAM)).partitions.map((p) => ({ partition: p.partition, start: p.startOffset, end: p.endOffset }))
-      } finally {
-        await log.close()
-        await store.close()
-      }
-      const stored = ranges.reduce((n, r) => n + r.end - r.start, 0)
-      if (stored !== total) throw new Error(`${stored} records stored, ${total} written`)
-
-      const broker = await ctx.startBroker({ dataDir, admin: true, culexConfig })
-      const c: PhaseContext = { api: new Api(broker.adminPort!), pid: broker.pid, ranges, total, deadline: ctx.deadline }
+      const { broker, c } = await prefilledBroker(ctx, root, total, (log) => prefill(log, total, ctx.deadline, KEYS), culexConfig)
       const phases: Phase[] = []
       const run = async (p: Promise<Phase>): Promise<Phase> => {
         const phase = await p
@@ -451,7 +464,7 @@ export const sharedAck: Scenario = {
         metrics,
         cpu,
         notes,
-        details: { records: total, partitions: ranges, keys: KEYS, batch: BATCH, maxAckPending: MAX_ACK_PENDING, durability, phases }
+        details: { records: total, partitions: c.ranges, keys: KEYS, batch: BATCH, maxAckPending: MAX_ACK_PENDING, durability, phases }
       }
     } finally {
       rmSync(root, { recursive: true, force: true })
