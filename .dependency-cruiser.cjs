@@ -79,6 +79,28 @@ module.exports = {
       to: { path: '^src/(http|routing|auth|persistence|log/rocks|log/groups|log/shared|commands|config)/' }
     },
     {
+      name: 'bridges-use-contracts',
+      severity: 'error',
+      comment:
+        'Bridges read the log through its contract and publish through the function the gateway gives them: no broker, persistence, store, log backend, HTTP, routing or auth.',
+      from: { path: '^src/bridges/' },
+      to: { path: '^src/(broker|persistence|store|log/rocks|log/groups|http|routing|auth|commands|delayed)/' }
+    },
+    {
+      name: 'a-bridge-kind-stands-alone',
+      severity: 'error',
+      comment: 'One folder per kind: a kind uses the bridge contract and mapping, never another kind.',
+      from: { path: '^src/bridges/([^/]+)/' },
+      to: { path: '^src/bridges/([^/]+)/', pathNot: '^src/bridges/$1/' }
+    },
+    {
+      name: 'bridge-clients-stay-in-their-kind',
+      severity: 'error',
+      comment: "A target's client library is loaded by its kind's folder only (lazily, when such a bridge is configured).",
+      from: { path: '^src/', pathNot: '^src/bridges/(nats|redis|amqp|mqtt)/' },
+      to: { path: '(^|/)node_modules/(@nats-io|ioredis|amqplib)/' }
+    },
+    {
       name: 'nothing-imports-the-composition-root',
       severity: 'error',
       from: { path: '^src/', pathNot: '^src/cli\\.ts$' },

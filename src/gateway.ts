@@ -7,6 +7,8 @@ import { HookChain, type BrokerHook } from './broker/hooks.js'
 import { reloadTls, startListeners, type Listener } from './broker/listeners.js'
 import { reservedTopics } from './broker/reserved-topics.js'
 import { apiHost, tlsEnabled, type CulexConfig } from './config/index.js'
+import { Bridges } from './bridges/bridges.js'
+import { progressGroup } from './bridges/config.js'
 import { DelayedPublishHook } from './delayed/hook.js'
 import { DelayedQueue } from './delayed/queue.js'
 import { startHttpServer, type HttpServer } from './http/server.js'
@@ -41,6 +43,7 @@ interface Parts {
   replays?: ReplayJobs
   http?: HttpServer
   listeners?: Listener[]
+  bridges?: Bridges
 }
 
 type StartedParts = Required<Omit<Parts, 'http'>> & Pick<Parts, 'http'>
@@ -115,7 +118,14 @@ export class Gateway {
         maxDelayMs: config.delayedMaxDelayMs,
         logger: logger.child({ component: 'delayed' })
       }))
-      const groups = (parts.groups = new GroupCoordinator(log))
+      // an outbound bridge's progress is the group bridge.<name>: no consumer may join or reset it
+      const bridgeGroups = new Map(config.bridges.filter((b) => b.direction === 'out').map((b) => [progressGroup(b.name), b.name]))
+      const groups = (parts.groups = new GroupCoordinator(log, {
+        owned: (group) => {
+          const bridge = bridgeGroups.get(group)
+          return bridge === undefined ? null : `it holds the stored progress of bridge ${bridge}`
+        }
+      }))
       // lag alerts go out on $SYS once the broker is up (below)
       let lagAlert = (group: string, lag: number, alerting: boolean): void => void [group, lag, alerting]
       const shared = (parts.shared = await SharedGroups.open(log, { onLagAlert: (g, lag, on) => lagAlert(g, lag, on) }))
@@ -148,6 +158,15 @@ export class Gateway {
           .publishReplay({ topic: `$SYS/culex/alerts/lag/${group}`, payload, qos: 0 })
           .catch((err: unknown) => logger.error({ err }, 'lag alert not published'))
       }
+      // bridges: outbound ones read the log, inbound ones publish through the broker; both are up
+      const bridges = (parts.bridges = await Bridges.create(config.bridges, {
+        log,
+        publish: (m) => broker.publishBridged(m),
+        whenWritable: (signal) => writable(store, signal),
+        topicLimits: { maxBytes: config.maxTopicLength, maxLevels: config.maxTopicLevels },
+        logger: logger.child({ component: 'bridge' })
+      }))
+      bridges.start()
       if (config.adminPort !== null) {
         parts.http = await startHttpServer({
           log,
@@ -159,7 +178,8 @@ export class Gateway {
           replay: replays,
           access: auth.api(),
           backpressure: store.backlog,
-          delayed: config.delayedEnabled ? delayed : undefined
+          delayed: config.delayedEnabled ? delayed : undefined,
+          bridges
         })
       }
       const aedes = broker.aedes
@@ -234,12 +254,30 @@ function dedupEvictions(logger: Logger, maxKeys: number): (count: number) => voi
   }
 }
 
+/** Resolves once the store is under its low-water mark again (at once when it is not over). */
+function writable(store: Store, signal: AbortSignal): Promise<void> {
+  if (!store.backlog.over || signal.aborted) return Promise.resolve()
+  return new Promise((resolve) => {
+    const done = (): void => {
+      off()
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const off = store.backlog.onChange((over) => {
+      if (!over) done()
+    })
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
 async function shutdown(parts: Parts): Promise<void> {
   // stop taking work: server.close stops accepting now and settles once the broker has closed the
   // open connections; held HTTP requests and replays end at once
   const listenersClosed = Promise.all((parts.listeners ?? []).map((l) => l.close()))
   parts.replays?.cancelAll()
   await parts.http?.close()
+  // no delivery, commit or ack of a bridge after this; stored progress and unacked sources stay
+  await parts.bridges?.stop()
   // no delayed publish or append after this; what is stored stays for the next start
   await parts.delayed?.stop()
   await parts.broker?.close()

@@ -15,7 +15,37 @@ export const REQUIRED = [
   { command: 'strace', pkg: 'strace', why: 'proves that group commit fsyncs (test/store/fsync.test.ts)' },
   { command: 'openssl', pkg: 'openssl', why: 'makes the TLS test certificates (test/broker/tls.test.ts, test/broker/mtls.test.ts)' },
   { command: 'python3', pkg: 'python3', why: 'runs the Eclipse Paho MQTT 3.1.1 interoperability suite (test/interop/paho.test.ts)' },
-  { command: 'script', pkg: 'bsdutils', why: 'gives culex passwd a pseudo-terminal, to prove it never echoes a password (test/commands/passwd.test.ts)' }
+  { command: 'script', pkg: 'bsdutils', why: 'gives culex passwd a pseudo-terminal, to prove it never echoes a password (test/commands/passwd.test.ts)' },
+  // the bridges' targets (test/bridges/): each test starts its own server process on a free port with
+  // its own data dir; the packages' system services are not used and must not start (service: true)
+  {
+    command: 'nats-server',
+    paths: ['/usr/sbin/nats-server', '/usr/bin/nats-server'],
+    pkg: 'nats-server',
+    service: true,
+    why: 'the NATS JetStream bridges (test/bridges/nats*.test.ts)'
+  },
+  {
+    command: 'redis-server',
+    paths: ['/usr/bin/redis-server'],
+    pkg: 'redis-server',
+    service: true,
+    why: 'the Redis Streams bridges (test/bridges/redis*.test.ts)'
+  },
+  {
+    command: 'rabbitmq-server',
+    paths: ['/usr/sbin/rabbitmq-server', '/usr/lib/rabbitmq/bin/rabbitmq-server'],
+    pkg: 'rabbitmq-server',
+    service: true,
+    why: 'the RabbitMQ (AMQP 0-9-1) bridges (test/bridges/amqp*.test.ts)'
+  },
+  {
+    command: 'mosquitto',
+    paths: ['/usr/sbin/mosquitto'],
+    pkg: 'mosquitto',
+    service: true,
+    why: 'the remote broker of the MQTT bridges (test/bridges/mqtt*.test.ts)'
+  }
 ]
 
 /**
@@ -29,7 +59,29 @@ export const BENCH_REQUIRED = [
     paths: ['/usr/sbin/mosquitto'],
     pkg: 'mosquitto',
     service: true,
-    why: 'the reference broker the benchmarks compare Culex with (bench/)'
+    why: 'the reference broker the benchmarks compare Culex with (bench/), and the MQTT bridge target (bench/scenarios/bridges/)'
+  },
+  // the `bridges` scenario's targets: started on free ports with their own data dirs, as in the tests
+  {
+    command: 'nats-server',
+    paths: ['/usr/sbin/nats-server', '/usr/bin/nats-server'],
+    pkg: 'nats-server',
+    service: true,
+    why: 'the NATS JetStream bridge target (bench/scenarios/bridges/)'
+  },
+  {
+    command: 'redis-server',
+    paths: ['/usr/bin/redis-server'],
+    pkg: 'redis-server',
+    service: true,
+    why: 'the Redis Streams bridge target (bench/scenarios/bridges/)'
+  },
+  {
+    command: 'rabbitmq-server',
+    paths: ['/usr/sbin/rabbitmq-server', '/usr/lib/rabbitmq/bin/rabbitmq-server'],
+    pkg: 'rabbitmq-server',
+    service: true,
+    why: 'the RabbitMQ (AMQP 0-9-1) bridge target (bench/scenarios/bridges/)'
   }
 ]
 

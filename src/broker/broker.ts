@@ -44,6 +44,12 @@ export interface Broker {
    * Resolves once aedes has published it (QoS 1/2: once its writes are durable).
    */
   publishDelayed: (message: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean; clientId: string | null }) => Promise<void>
+  /**
+   * Publishes a message an inbound bridge brought in (origin 'bridge', src/bridges/), as
+   * publishDelayed does: through the `published` hooks (a route appends it to the log), not
+   * authorized (the operator configured the bridge). Resolves once its writes are durable.
+   */
+  publishBridged: (message: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean; clientId: string }) => Promise<void>
   /** How often and how long publishes were held for the store's backlog (store-high-water). */
   storeBackpressure: () => StoreBackpressureStats
   /** Disconnects every client whose principal `match` accepts (a reload took its user away); returns how many. */
@@ -359,6 +365,17 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   aedes.on('connectionError', (client, err) => logger.debug({ clientId: client.id, err: err.message }, 'connection error'))
   aedes.on('error' as 'closed', (err?: unknown) => logger.error({ err }, 'broker error'))
 
+  /** A publish of the broker's own on behalf of `clientId`, past authorize, through the published hooks. */
+  const publishAs = (
+    origin: 'delayed' | 'bridge',
+    { topic, payload, qos, retain, clientId }: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean; clientId: string | null }
+  ): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const packet: PublishPacket = { cmd: 'publish', topic, payload, qos, retain, dup: false }
+      ;(packet as Admitted)[CONTEXT] = context(packet, clientId, null, origin, false)
+      aedes.publish(packet, (err) => (err ? reject(err) : resolve()))
+    })
+
   return {
     aedes,
     persistence,
@@ -368,12 +385,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         internal.set(packet, 'replay')
         aedes.publish(packet, (err) => (err ? reject(err) : resolve()))
       }),
-    publishDelayed: ({ topic, payload, qos, retain, clientId }) =>
-      new Promise<void>((resolve, reject) => {
-        const packet: PublishPacket = { cmd: 'publish', topic, payload, qos, retain, dup: false }
-        ;(packet as Admitted)[CONTEXT] = context(packet, clientId, null, 'delayed', false)
-        aedes.publish(packet, (err) => (err ? reject(err) : resolve()))
-      }),
+    publishDelayed: (message) => publishAs('delayed', message),
+    publishBridged: (message) => publishAs('bridge', message),
     storeBackpressure: () => backpressure.stats(),
     disconnect: (match, reason) => {
       let n = 0

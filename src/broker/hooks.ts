@@ -65,9 +65,10 @@ export type AuthDecision =
 
 /**
  * Where a publish came from: a client, a will, a replay of the log, the broker itself ($SYS), or a
- * delayed publish made at its due time (src/delayed/; its client id is the original publisher's).
+ * delayed publish made at its due time (src/delayed/; its client id is the original publisher's),
+ * or a message an inbound bridge brought in (src/bridges/; client id `bridge:<name>`).
  */
-export type PublishOrigin = 'client' | 'will' | 'replay' | 'broker' | 'delayed'
+export type PublishOrigin = 'client' | 'will' | 'replay' | 'broker' | 'delayed' | 'bridge'
 
 /** A publish as hooks see it; the same object from authorize to published. */
 export interface PublishContext {

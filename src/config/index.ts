@@ -5,6 +5,7 @@ import type { KeySpec, Section } from './section.js'
 import { apiSection, type ApiSection } from './sections/api.js'
 import { authSection, type AuthSection } from './sections/auth.js'
 import { brokerSection, type BrokerSection } from './sections/broker.js'
+import { bridgesSection, type BridgesSection } from './sections/bridges.js'
 import { dedupSection, type DedupSection } from './sections/dedup.js'
 import { delayedSection, type DelayedSection } from './sections/delayed.js'
 import { limitsSection, type LimitsSection } from './sections/limits.js'
@@ -28,6 +29,7 @@ export type { ApiSection, AuthSection, BrokerSection, LimitsSection, ListenerSec
 export type { QueueFullPolicy } from './sections/limits.js'
 export type { DedupSection } from './sections/dedup.js'
 export type { DelayedSection } from './sections/delayed.js'
+export type { BridgesSection } from './sections/bridges.js'
 
 export type CulexConfig = StoreSection &
   ListenerSection &
@@ -38,7 +40,8 @@ export type CulexConfig = StoreSection &
   LoggingSection &
   LogSection &
   DedupSection &
-  DelayedSection
+  DelayedSection &
+  BridgesSection
 
 /** Every section, in the order their structured keys are parsed and their checks run. */
 const SECTIONS = [
@@ -51,7 +54,9 @@ const SECTIONS = [
   loggingSection,
   logSection,
   dedupSection,
-  delayedSection
+  delayedSection,
+  // after log: bridges name its streams
+  bridgesSection
 ] as ReadonlyArray<Section<unknown, CulexConfig>>
 
 export const DEFAULTS: CulexConfig = Object.assign({}, ...SECTIONS.map((s) => structuredClone(s.defaults))) as CulexConfig

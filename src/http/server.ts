@@ -13,6 +13,7 @@ import { groupRoutes } from './routes/groups.js'
 import type { DelayedAppends } from './routes/delayed.js'
 import { replayRoutes, type ReplayService } from './routes/replays.js'
 import { sharedGroupRoutes } from './routes/shared-groups.js'
+import { bridgeRoutes, type BridgeControl } from './routes/bridges.js'
 import { streamRoutes } from './routes/streams.js'
 import { LIMITS } from './schemas.js'
 import { schemaErrorFormatter, validatorCompiler } from './validation.js'
@@ -24,6 +25,7 @@ import { schemaErrorFormatter, validatorCompiler } from './validation.js'
 export type { ReplayService } from './routes/replays.js'
 export type { ApiAccess, StreamRight } from './auth.js'
 export type { DelayedAppends } from './routes/delayed.js'
+export type { BridgeControl } from './routes/bridges.js'
 
 /** How long close() lets requests in flight finish before it cuts their connections (ms). */
 const CLOSE_GRACE_MS = 2000
@@ -45,6 +47,8 @@ export interface HttpServerOptions {
   backpressure?: WriteBackpressure
   /** Delayed delivery (deliverAt / delayMs on produce); without it those fields answer 501. */
   delayed?: DelayedAppends
+  /** The configured bridges (/api/v1/bridges); without them the list is empty. */
+  bridges?: BridgeControl
 }
 
 export interface HttpServer {
@@ -52,6 +56,13 @@ export interface HttpServer {
   port: number
   /** Ends held requests and push sockets, then stops the server. */
   close(): Promise<void>
+}
+
+const NO_BRIDGES: BridgeControl = {
+  list: () => Promise.resolve([]),
+  describe: () => Promise.resolve(null),
+  pause: () => Promise.resolve(null),
+  resume: () => Promise.resolve(null)
 }
 
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
@@ -90,6 +101,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   if (options.shared) sharedGroupRoutes(app, options.shared, options.log, closing.signal)
   pushRoutes(app, options.groups, logger)
   replayRoutes(app, options.replay)
+  bridgeRoutes(app, options.bridges ?? NO_BRIDGES)
 
   try {
     await app.listen({ host: options.host, port: options.port })

@@ -28,6 +28,11 @@ import {
 
 export interface CoordinatorOptions {
   now?: () => number
+  /**
+   * Groups whose progress someone else owns (an outbound bridge's `bridge.<name>`): joining or
+   * resetting one is refused with GROUP_ACTIVE and this reason; describing it is allowed.
+   */
+  owned?: (group: string) => string | null
   sweepIntervalMs?: number
   assignor?: PartitionAssignor
 }
@@ -40,7 +45,7 @@ export class GroupCoordinator implements ConsumerGroups {
 
   constructor(
     private readonly log: Log,
-    options: CoordinatorOptions = {}
+    private readonly options: CoordinatorOptions = {}
   ) {
     this.now = options.now ?? Date.now
     this.assignor = options.assignor ?? roundRobinAssignor
@@ -50,6 +55,7 @@ export class GroupCoordinator implements ConsumerGroups {
 
   async join(groupName: string, options: JoinOptions): Promise<Membership> {
     checkName(groupName)
+    this.checkOwned(groupName)
     const streams = [...new Set(options.streams)]
     if (streams.length === 0) throw new GroupError('INVALID_ARGUMENT', 'streams must name at least one stream')
     const timeout = options.sessionTimeoutMs ?? SESSION_TIMEOUT.default
@@ -142,6 +148,7 @@ export class GroupCoordinator implements ConsumerGroups {
 
   async reset(groupName: string, stream: string, spec: OffsetSpec): Promise<PartitionOffset[]> {
     checkName(groupName)
+    this.checkOwned(groupName)
     const group = this.groups.get(groupName)
     if (group && group.members.size > 0) {
       throw new GroupError('GROUP_ACTIVE', `group ${groupName} has ${group.members.size} active member(s); reset it when they have left`)
@@ -178,6 +185,11 @@ export class GroupCoordinator implements ConsumerGroups {
       const expired = [...group.members.values()].filter((m) => m.lastHeartbeat + m.sessionTimeoutMs < now)
       for (const m of expired) this.remove(group, m.id)
     }
+  }
+
+  private checkOwned(name: string): void {
+    const owner = this.options.owned?.(name) ?? null
+    if (owner !== null) throw new GroupError('GROUP_ACTIVE', `group ${name} is not for consumers: ${owner}`)
   }
 
   private remove(group: Group, memberId: string): void {

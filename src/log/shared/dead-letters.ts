@@ -1,4 +1,4 @@
-import type { Headers, LogRecord, RecordInput } from '../types.js'
+import { LogError, type Headers, type Log, type LogRecord, type RecordInput } from '../types.js'
 import type { DeadLetter, InFlight } from './share-partition.js'
 
 // Dead letters: the record a shared group appends to its dead-letter stream, with headers naming
@@ -20,7 +20,10 @@ export const DLQ_HEADERS = {
 
 const iso = (ms: number | null): string => (ms === null ? '' : new Date(ms).toISOString())
 
-export function deadLetter(group: string, record: LogRecord, e: InFlight, reason: DeadLetter['reason'], now: number): RecordInput {
+/** What a dead letter says about the deliveries (a shared group's InFlight; a bridge's attempts). */
+export type DeliveryHistory = Pick<InFlight, 'deliveries' | 'firstDeliveryAt' | 'lastDeliveryAt' | 'lastError'>
+
+export function deadLetter(group: string, record: LogRecord, e: DeliveryHistory, reason: DeadLetter['reason'], now: number): RecordInput {
   const headers: Headers = {
     ...record.headers,
     [DLQ_HEADERS.stream]: record.stream,
@@ -35,4 +38,20 @@ export function deadLetter(group: string, record: LogRecord, e: InFlight, reason
   }
   if (record.topic !== null) headers[DLQ_HEADERS.topic] = record.topic
   return { key: record.key, value: record.value, headers, topic: record.topic, qos: record.qos, clientId: record.clientId }
+}
+
+/**
+ * Creates the dead-letter stream `dlq` of `source` when it does not exist: with the source's
+ * partitions (a dead letter keeps its partition, so a key keeps its order there too) and retention.
+ * Returns its partition count (a shared one, `deadLetter: x` for several streams, may have fewer).
+ */
+export async function ensureDeadLetterStream(log: Log, source: string, dlq: string): Promise<number> {
+  try {
+    return (await log.describeStream(dlq)).config.partitions
+  } catch (err) {
+    if (!(err instanceof LogError && err.code === 'UNKNOWN_STREAM')) throw err
+    const info = await log.describeStream(source)
+    await log.ensureStream({ name: dlq, partitions: info.config.partitions, retention: info.config.retention })
+    return info.config.partitions
+  }
 }

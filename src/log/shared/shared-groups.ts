@@ -1,7 +1,7 @@
 import { NAME_RULE, isValidName } from '../names.js'
 import { LogError, type Log, type LogRecord, type PartitionOffset, type ShareStateUpdate, type StreamInfo } from '../types.js'
 import { deadLetterStream, parseShareConfig, type ShareGroupConfig } from './config.js'
-import { deadLetter } from './dead-letters.js'
+import { deadLetter, ensureDeadLetterStream } from './dead-letters.js'
 import { SharePartition, type DeadLetter, type InFlight } from './share-partition.js'
 import {
   ShareError,
@@ -14,7 +14,7 @@ import {
 } from './types.js'
 
 export * from './types.js'
-export { DLQ_HEADERS } from './dead-letters.js'
+export { DLQ_HEADERS, deadLetter, ensureDeadLetterStream, type DeliveryHistory } from './dead-letters.js'
 
 // Shared groups: per-record acks over any Log backend (KIP-932 share groups, NATS JetStream
 // consumers). Any number of consumers fetch from every partition; each record is locked to one
@@ -281,14 +281,7 @@ export class SharedGroups {
   async #bury(g: GroupState, sp: SharePartition, dead: DeadLetter[]): Promise<void> {
     if (dead.length === 0) return
     const dlq = deadLetterStream(g.config, sp.stream)
-    const source = await this.log.describeStream(sp.stream)
-    try {
-      await this.log.describeStream(dlq)
-    } catch (err) {
-      if (!(err instanceof LogError && err.code === 'UNKNOWN_STREAM')) throw err
-      // the dead-letter stream has the source's partitions, so a key keeps its order there too
-      await this.log.ensureStream({ name: dlq, partitions: source.config.partitions, retention: source.config.retention })
-    }
+    await ensureDeadLetterStream(this.log, sp.stream, dlq)
     const now = this.#now()
     for (const { entry, reason } of dead) {
       const record = await this.#read(sp, entry.offset)
