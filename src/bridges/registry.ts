@@ -1,3 +1,4 @@
+import { amqpDriver } from './amqp/index.js'
 import type { BridgeDriver } from './types.js'
 import { webhookDriver } from './webhook/index.js'
 
@@ -5,6 +6,4 @@ import { webhookDriver } from './webhook/index.js'
 // be installed on the machines this is tested on, and a bridge not tested against the real thing
 // is not shipped (README, Bridges).
 
-export const DRIVERS: ReadonlyMap<string, BridgeDriver> = new Map<string, BridgeDriver>(
-  [webhookDriver].map((d) => [d.kind, d as BridgeDriver])
-)
+export const DRIVERS: ReadonlyMap<string, BridgeDriver> = new Map<string, BridgeDriver>([amqpDriver, webhookDriver].map((d) => [d.kind, d as BridgeDriver]))
