@@ -1,4 +1,5 @@
 import { amqpDriver } from './amqp/index.js'
+import { mqttDriver } from './mqtt/index.js'
 import type { BridgeDriver } from './types.js'
 import { webhookDriver } from './webhook/index.js'
 
@@ -6,4 +7,6 @@ import { webhookDriver } from './webhook/index.js'
 // be installed on the machines this is tested on, and a bridge not tested against the real thing
 // is not shipped (README, Bridges).
 
-export const DRIVERS: ReadonlyMap<string, BridgeDriver> = new Map<string, BridgeDriver>([amqpDriver, webhookDriver].map((d) => [d.kind, d as BridgeDriver]))
+export const DRIVERS: ReadonlyMap<string, BridgeDriver> = new Map<string, BridgeDriver>(
+  [amqpDriver, webhookDriver, mqttDriver].map((d) => [d.kind, d as BridgeDriver])
+)
