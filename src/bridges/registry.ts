@@ -1,5 +1,6 @@
 import { amqpDriver } from './amqp/index.js'
 import { mqttDriver } from './mqtt/index.js'
+import { redisDriver } from './redis/index.js'
 import type { BridgeDriver } from './types.js'
 import { webhookDriver } from './webhook/index.js'
 
@@ -8,5 +9,5 @@ import { webhookDriver } from './webhook/index.js'
 // is not shipped (README, Bridges).
 
 export const DRIVERS: ReadonlyMap<string, BridgeDriver> = new Map<string, BridgeDriver>(
-  [amqpDriver, webhookDriver, mqttDriver].map((d) => [d.kind, d as BridgeDriver])
+  [redisDriver, amqpDriver, webhookDriver, mqttDriver].map((d) => [d.kind, d as BridgeDriver])
 )

@@ -30,6 +30,8 @@ const createDebug = Object.assign((namespace: string) => silent(namespace), {
   enabled: () => false,
   CULEX_SILENT: true
 })
+// `debug` exports itself as `default` too; CommonJS builds of TypeScript (ioredis) call debug.default(...)
+Object.assign(createDebug, { default: createDebug })
 
 let applied = false
 
