@@ -1,5 +1,6 @@
 import { amqpDriver } from './amqp/index.js'
 import { mqttDriver } from './mqtt/index.js'
+import { natsDriver } from './nats/index.js'
 import { redisDriver } from './redis/index.js'
 import type { BridgeDriver } from './types.js'
 import { webhookDriver } from './webhook/index.js'
@@ -9,5 +10,5 @@ import { webhookDriver } from './webhook/index.js'
 // is not shipped (README, Bridges).
 
 export const DRIVERS: ReadonlyMap<string, BridgeDriver> = new Map<string, BridgeDriver>(
-  [redisDriver, amqpDriver, webhookDriver, mqttDriver].map((d) => [d.kind, d as BridgeDriver])
+  [natsDriver, redisDriver, amqpDriver, webhookDriver, mqttDriver].map((d) => [d.kind, d as BridgeDriver])
 )
