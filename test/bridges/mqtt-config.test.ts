@@ -88,7 +88,7 @@ describe('mqtt target', () => {
     [
       'password and password-env',
       { url, 'username': 'u', 'password': 'p', 'password-env': 'X' },
-      /t\.password-env in config file culex\.yaml: "X"; expected either password or password-env/
+      /t\.password-env in config file culex\.yaml: "X"; expected password or password-env, not both/
     ],
     [
       'an unset env var',

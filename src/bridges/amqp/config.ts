@@ -1,5 +1,6 @@
 import { DURATION_EXPECTED, bool, parseDuration, positiveInteger, type SectionContext } from '../../config/values.js'
 import { MappingError, TEMPLATE_HELP, filterToAmqpBinding, templateProblem } from '../mapping.js'
+import { hideSecrets, secret } from '../secrets.js'
 
 // The `target:` (outbound) and `source:` (inbound) of a `kind: amqp` bridge: RabbitMQ (AMQP 0-9-1).
 // Outbound, every record is a persistent, mandatory publish on a confirm channel; inbound, a
@@ -125,13 +126,6 @@ function duration(ctx: SectionContext, path: string, raw: unknown, fallback: num
   return ms
 }
 
-function envValue(ctx: SectionContext, path: string, raw: unknown): string {
-  if (typeof raw !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(raw)) ctx.bad(path, raw, 'the name of an environment variable')
-  const value = process.env[raw]
-  if (value === undefined || value === '') ctx.bad(path, raw, `an environment variable that is set (${raw} is not set or empty)`)
-  return value
-}
-
 function parseConnection(ctx: SectionContext, m: Record<string, unknown>, path: string): AmqpConnection {
   const host = m.host === undefined ? AMQP_DEFAULTS.host : text(ctx, `${path}.host`, m.host, 'a host name or IP address')
   let port = AMQP_DEFAULTS.port
@@ -142,14 +136,7 @@ function parseConnection(ctx: SectionContext, m: Record<string, unknown>, path: 
   }
   const vhost = m.vhost === undefined ? AMQP_DEFAULTS.vhost : amqpName(ctx, `${path}.vhost`, m.vhost, 'a virtual host name')
   const username = m.username === undefined ? AMQP_DEFAULTS.username : text(ctx, `${path}.username`, m.username, 'a user name')
-  if (m.password !== undefined && m['password-env'] !== undefined) ctx.bad(`${path}.password-env`, m['password-env'], 'password or password-env, not both')
-  let password = AMQP_DEFAULTS.password
-  if (m['password-env'] !== undefined) password = envValue(ctx, `${path}.password-env`, m['password-env'])
-  else if (m.password !== undefined) {
-    // the value itself is never echoed
-    if (typeof m.password !== 'string' || m.password === '') ctx.bad(`${path}.password`, '(hidden)', 'a non-empty text')
-    password = m.password
-  }
+  const password = secret(ctx, m, path, 'password') ?? AMQP_DEFAULTS.password
   let heartbeatS = AMQP_DEFAULTS.heartbeatS
   if (m.heartbeat !== undefined) {
     const off = m.heartbeat === 0 || m.heartbeat === '0' || m.heartbeat === 'off' || m.heartbeat === false
@@ -164,9 +151,8 @@ function parseConnection(ctx: SectionContext, m: Record<string, unknown>, path: 
 }
 
 /** A JSON form without the password (status pages, logs). */
-function hideSecrets<T extends AmqpConnection>(options: T): T {
-  Object.defineProperty(options, 'toJSON', { enumerable: false, value: () => ({ ...options, password: '(hidden)' }) })
-  return options
+function hidePassword<T extends AmqpConnection>(options: T): T {
+  return hideSecrets(options, ['password'])
 }
 
 /** Parses `target:` of an outbound `kind: amqp` bridge. */
@@ -199,7 +185,7 @@ export function parseTarget(raw: unknown, ctx: SectionContext, path: string): Am
     routingKey = m['routing-key']
   }
   const confirmTimeoutMs = duration(ctx, `${path}.confirm-timeout`, m['confirm-timeout'], AMQP_DEFAULTS.confirmTimeoutMs)
-  return hideSecrets({ ...connection, exchange, exchangeType, declareExchange, durable, routingKey, confirmTimeoutMs })
+  return hidePassword({ ...connection, exchange, exchangeType, declareExchange, durable, routingKey, confirmTimeoutMs })
 }
 
 /** The problem of a source topic template, or null. */
@@ -278,5 +264,5 @@ export function parseSource(raw: unknown, ctx: SectionContext, path: string): Am
     qos = m.qos
   }
   const retain = flag(ctx, `${path}.retain`, m.retain, AMQP_DEFAULTS.retain)
-  return hideSecrets({ ...connection, queue, declareQueue, durable, queueArguments, bindings, prefetch, topic, qos, retain })
+  return hidePassword({ ...connection, queue, declareQueue, durable, queueArguments, bindings, prefetch, topic, qos, retain })
 }

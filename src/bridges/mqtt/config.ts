@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs'
 import { DURATION_EXPECTED, parseDuration, positiveInteger, bool, type SectionContext } from '../../config/values.js'
 import { templateProblem } from '../mapping.js'
+import { hideSecrets, secret } from '../secrets.js'
 
 // The `target:` (outbound) and `source:` (inbound) of a `kind: mqtt` bridge: another MQTT broker.
 // Both connect the same way (url, credentials, client id, protocol version, keepalive, TLS files).
@@ -141,21 +142,7 @@ function parseConnection(ctx: SectionContext, path: string, m: Record<string, un
   if (m.url === undefined) ctx.bad(`${path}.url`, undefined, 'the URL of the MQTT broker, mqtt://host:port or mqtts://host:port (required)')
   const url = parseUrl(ctx, `${path}.url`, m.url)
   const username = m.username === undefined || m.username === null ? null : text(ctx, `${path}.username`, m.username, 'a user name')
-  if (m.password !== undefined && m['password-env'] !== undefined)
-    ctx.bad(`${path}.password-env`, m['password-env'], 'either password or password-env, not both')
-  let password: string | null = null
-  if (m.password !== undefined && m.password !== null) {
-    // the value itself is never echoed in the message
-    if (typeof m.password !== 'string' || m.password.length === 0) ctx.bad(`${path}.password`, '(hidden)', 'a non-empty text')
-    password = m.password
-  }
-  if (m['password-env'] !== undefined && m['password-env'] !== null) {
-    const name = m['password-env']
-    if (typeof name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) ctx.bad(`${path}.password-env`, name, 'the name of an environment variable')
-    const value = process.env[name]
-    if (value === undefined || value === '') ctx.bad(`${path}.password-env`, name, `an environment variable that is set (${name} is not set or empty)`)
-    password = value
-  }
+  const password = secret(ctx, m, path, 'password')
   // MQTT 3.1.3.5 / 3.1.3.4: without a user name there is no password (3.1.1); mosquitto refuses it
   if (password !== null && username === null) ctx.bad(`${path}.username`, undefined, 'a user name (a password is sent with a user name)')
   let clientId: string | null = null
@@ -197,12 +184,7 @@ function parseConnection(ctx: SectionContext, path: string, m: Record<string, un
 
 /** Leaves the password out of JSON.stringify (status pages, log lines). */
 function hidePassword<T extends MqttConnection>(options: T): T {
-  // not enumerable: the options stay a plain record to spread or compare
-  Object.defineProperty(options, 'toJSON', {
-    enumerable: false,
-    value: () => ({ ...options, password: options.password === null ? null : '(hidden)' })
-  })
-  return options
+  return hideSecrets(options, ['password'])
 }
 
 /** Parses `target:` of a `kind: mqtt` outbound bridge. */

@@ -1,5 +1,6 @@
 import { DURATION_EXPECTED, parseDuration, positiveInteger, type SectionContext } from '../../config/values.js'
 import { MappingError, TEMPLATE_HELP, filterToNatsSubject, templateProblem } from '../mapping.js'
+import { hideSecrets, secret } from '../secrets.js'
 
 // The `target:` (outbound) and `source:` (inbound) of a `kind: nats` bridge: NATS JetStream.
 // Outbound, every record is a JetStream publish with a Nats-Msg-Id, so the stream's duplicate
@@ -111,24 +112,6 @@ export function subjectProblem(subject: string, wildcards: boolean): string | nu
   return null
 }
 
-function envValue(ctx: SectionContext, path: string, raw: unknown): string {
-  if (typeof raw !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(raw)) ctx.bad(path, raw, 'the name of an environment variable')
-  const value = process.env[raw]
-  if (value === undefined || value === '') ctx.bad(path, raw, `an environment variable that is set (${raw} is not set or empty)`)
-  return value
-}
-
-/** A secret from `<key>` or `<key>-env`, never both; its value is not shown in an error. */
-function secret(ctx: SectionContext, m: Record<string, unknown>, path: string, key: string): string | null {
-  const literal = m[key]
-  const env = m[`${key}-env`]
-  if (literal !== undefined && env !== undefined) ctx.bad(`${path}.${key}-env`, env, `${key} or ${key}-env, not both`)
-  if (env !== undefined) return envValue(ctx, `${path}.${key}-env`, env)
-  if (literal === undefined || literal === null) return null
-  if (typeof literal !== 'string' || literal === '') ctx.bad(`${path}.${key}`, '(hidden)', 'a non-empty text')
-  return literal
-}
-
 function duration(ctx: SectionContext, path: string, raw: unknown, fallback: number, max = MAX_TIMEOUT_MS): number {
   if (raw === undefined) return fallback
   const ms = parseDuration(raw)
@@ -174,12 +157,8 @@ function parseConnection(ctx: SectionContext, m: Record<string, unknown>, path: 
 }
 
 /** A JSON form without the secrets (status pages, logs). */
-function hideSecrets<T extends NatsConnection>(options: T): T {
-  Object.defineProperty(options, 'toJSON', {
-    enumerable: false,
-    value: () => ({ ...options, password: options.password === null ? null : '(hidden)', token: options.token === null ? null : '(hidden)' })
-  })
-  return options
+function hideConnection<T extends NatsConnection>(options: T): T {
+  return hideSecrets(options, ['password', 'token'])
 }
 
 function jsName(ctx: SectionContext, path: string, raw: unknown, what: string): string {
@@ -207,7 +186,7 @@ export function parseTarget(raw: unknown, ctx: SectionContext, path: string): Na
   if (m.stream !== undefined && m.stream !== null) stream = jsName(ctx, `${path}.stream`, m.stream, 'a JetStream stream name')
 
   const ackTimeoutMs = duration(ctx, `${path}.ack-timeout`, m['ack-timeout'], DEFAULT_ACK_TIMEOUT_MS)
-  return hideSecrets({ ...connection, subject, stream, ackTimeoutMs })
+  return hideConnection({ ...connection, subject, stream, ackTimeoutMs })
 }
 
 function integerIn(ctx: SectionContext, path: string, raw: unknown, fallback: number, max: number): number {
@@ -291,7 +270,7 @@ export function parseSource(raw: unknown, ctx: SectionContext, path: string): Na
     retain = m.retain
   }
 
-  return hideSecrets({
+  return hideConnection({
     ...connection,
     stream,
     consumer,

@@ -1,6 +1,7 @@
 import type { SectionContext } from '../../config/values.js'
 import { DURATION_EXPECTED, bool, integer, parseDuration, positiveInteger } from '../../config/values.js'
 import { TEMPLATE_HELP, templateProblem } from '../mapping.js'
+import { hideSecrets, secret } from '../secrets.js'
 
 // The `target:` (outbound: XADD to a stream) and `source:` (inbound: a consumer group read with
 // XREADGROUP) of a redis bridge. Connection keys are the same in both.
@@ -105,21 +106,7 @@ function parseConnection(ctx: SectionContext, path: string, r: Record<string, un
     port = n
   }
   const username = r.username === undefined || r.username === null ? null : nonEmptyText(ctx, `${path}.username`, r.username, 'an ACL user name')
-  if (r.password !== undefined && r['password-env'] !== undefined) {
-    ctx.bad(`${path}.password-env`, r['password-env'], 'either password or password-env, not both')
-  }
-  let password: string | null = null
-  if (r.password !== undefined && r.password !== null) {
-    // the value itself is never echoed in the message
-    if (typeof r.password !== 'string' || r.password.length === 0) ctx.bad(`${path}.password`, '(hidden)', 'a non-empty string')
-    password = r.password
-  }
-  if (r['password-env'] !== undefined && r['password-env'] !== null) {
-    const name = nonEmptyText(ctx, `${path}.password-env`, r['password-env'], 'the name of an environment variable')
-    const value = process.env[name]
-    if (value === undefined || value === '') ctx.bad(`${path}.password-env`, name, 'the name of an environment variable that is set (and not empty)')
-    password = value
-  }
+  const password = secret(ctx, r, path, 'password')
   let db = REDIS_DEFAULTS.db
   if (r.db !== undefined) {
     const n = integer(r.db)
@@ -135,11 +122,7 @@ function parseConnection(ctx: SectionContext, path: string, r: Record<string, un
 
 /** The options with a toJSON that shows `(hidden)` for the password: a status page or a log line cannot show it. */
 function hidePassword<T extends RedisConnectionOptions>(options: T): T {
-  Object.defineProperty(options, 'toJSON', {
-    enumerable: false,
-    value: () => ({ ...options, password: options.password === null ? null : '(hidden)' })
-  })
-  return options
+  return hideSecrets(options, ['password'])
 }
 
 /** `target:` of an outbound redis bridge. */

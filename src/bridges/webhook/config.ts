@@ -1,4 +1,5 @@
 import { BYTE_SIZE_EXPECTED, DURATION_EXPECTED, parseByteSize, parseDuration, type SectionContext } from '../../config/values.js'
+import { envValue, secret } from '../secrets.js'
 
 // The `target:` of a webhook bridge (outbound only: there is no inbound webhook source, Culex
 // takes HTTP input on its own produce API). Secrets (the HMAC key, header values such as an
@@ -42,13 +43,6 @@ const RESERVED_HEADERS = new Set([
 // RFC 9110 §5.1: a field name is a token; §5.5: a field value has no CR, LF or NUL.
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const BAD_FIELD_VALUE = /[\r\n\0]/
-
-function envValue(ctx: SectionContext, path: string, raw: unknown): string {
-  if (typeof raw !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(raw)) ctx.bad(path, raw, 'the name of an environment variable')
-  const value = process.env[raw]
-  if (value === undefined || value === '') ctx.bad(path, raw, `an environment variable that is set (${raw} is not set or empty)`)
-  return value
-}
 
 function parseUrl(ctx: SectionContext, path: string, raw: unknown): string {
   const expected = 'an http:// or https:// URL without user:password (give credentials in headers)'
@@ -102,13 +96,7 @@ export function parseTarget(raw: unknown, ctx: SectionContext, path: string): We
     timeoutMs = ms
   }
 
-  if (m.secret !== undefined && m['secret-env'] !== undefined) ctx.bad(`${path}.secret-env`, m['secret-env'], 'secret or secret-env, not both')
-  let secret: string | null = null
-  if (m.secret !== undefined && m.secret !== null) {
-    if (typeof m.secret !== 'string' || m.secret === '') ctx.bad(`${path}.secret`, '(hidden)', 'a non-empty text (the HMAC-SHA256 key)')
-    secret = m.secret
-  }
-  if (m['secret-env'] !== undefined) secret = envValue(ctx, `${path}.secret-env`, m['secret-env'])
+  const hmacKey = secret(ctx, m, path, 'secret')
 
   const headers = parseHeaders(ctx, `${path}.headers`, m.headers)
 
@@ -120,14 +108,14 @@ export function parseTarget(raw: unknown, ctx: SectionContext, path: string): We
     maxBatchBytes = bytes
   }
 
-  const target: WebhookTarget = { url, timeoutMs, secret, headers, maxBatchBytes }
+  const target: WebhookTarget = { url, timeoutMs, secret: hmacKey, headers, maxBatchBytes }
   // not enumerable: the target stays a plain record to spread or compare
   Object.defineProperty(target, 'toJSON', {
     enumerable: false,
     value: () => ({
       url,
       timeoutMs,
-      secret: secret === null ? null : '(hidden)',
+      secret: hmacKey === null ? null : '(hidden)',
       headers: Object.fromEntries(Object.keys(headers).map((h) => [h, '(hidden)'])),
       maxBatchBytes
     })
