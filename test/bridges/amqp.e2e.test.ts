@@ -3,7 +3,7 @@ import type { MqttClient } from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectWithInbox, type Inbox } from '../helpers/mqtt.js'
 import { startRabbitMQ, type RabbitMQ } from '../helpers/servers/rabbitmq.js'
-import { Culex, checkOrder, keyedRecords, sleep } from './e2e.js'
+import { Culex, checkOrder, keyedRecords, onlyDeadLetter, sleep } from './e2e.js'
 
 // The amqp bridge end to end: a real `culex start` process with amqp bridges to and from a private
 // RabbitMQ node. Outbound: 10,000 records in per-key order; a kill -9 of RabbitMQ and one of Culex
@@ -150,20 +150,16 @@ describe('amqp bridge, outbound', () => {
     ])
     await culex.waitForBridge('orders-out', (s) => s.lag === 0 && s.deadLettered === 1 && s.delivered === 2, 15_000)
     expect(await drain('q.orders')).toEqual(['g1', 'g2'])
-    const dead = await culex.readStream('orders.dlq')
-    expect(dead).toHaveLength(1)
-    expect(dead[0]!.value).toBe('n1')
-    expect(dead[0]!.key).toBe('nowhere')
-    expect(dead[0]!.headers).toMatchObject({
-      'culex-dlq-stream': 'orders',
-      'culex-dlq-group': 'bridge.orders-out',
-      'culex-dlq-reason': 'rejected',
+    const dead = await onlyDeadLetter(culex, 'orders', 'orders-out')
+    expect(dead.value).toBe('n1')
+    expect(dead.key).toBe('nowhere')
+    expect(dead.headers).toMatchObject({
       'amqp-reply-code': '312',
       'amqp-reply-text': 'NO_ROUTE',
       'amqp-exchange': 'out.orders',
       'amqp-routing-key': 'nowhere'
     })
-    expect(dead[0]!.headers['culex-dlq-error']).toMatch(/NO_ROUTE/)
+    expect(dead.headers['culex-dlq-error']).toMatch(/NO_ROUTE/)
   })
 
   it('Culex killed -9 mid-stream and restarted: everything arrives at least once, first arrivals in per-key order', { timeout: 60_000 }, async () => {

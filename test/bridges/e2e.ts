@@ -176,3 +176,20 @@ export function checkOrder(values: string[], n: number, keys: number): OrderRepo
   for (const r of keyedRecords(n, keys)) if (!seen.has(r.value)) missing++
   return { received: values.length, distinct: seen.size, missing, duplicates, outOfOrder }
 }
+
+/**
+ * The one dead letter of `bridge` in `<stream>.dlq`: checks the headers every bridge's dead letter
+ * has (origin stream, the bridge's progress group, reason 'rejected') and returns it for the
+ * kind's own checks (its value, key and the target's answer in the headers).
+ */
+export async function onlyDeadLetter(culex: Culex, stream: string, bridge: string): Promise<ApiRecord> {
+  const dead = await culex.readStream(`${stream}.dlq`)
+  if (dead.length !== 1 || dead[0] === undefined) throw new Error(`expected one dead letter in ${stream}.dlq, found ${dead.length}: ${JSON.stringify(dead)}`)
+  const letter = dead[0]
+  const want = { 'culex-dlq-stream': stream, 'culex-dlq-group': `bridge.${bridge}`, 'culex-dlq-reason': 'rejected' }
+  for (const [k, v] of Object.entries(want)) {
+    if (letter.headers[k] !== v)
+      throw new Error(`dead letter header ${k} is ${JSON.stringify(letter.headers[k])}, expected ${v}: ${JSON.stringify(letter.headers)}`)
+  }
+  return letter
+}

@@ -2,7 +2,7 @@ import mqtt, { type MqttClient } from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectWithInbox, type Inbox } from '../helpers/mqtt.js'
 import { startMosquitto, type MosquittoServer } from '../helpers/servers/mosquitto.js'
-import { Culex, checkOrder, keyedRecords, sleep } from './e2e.js'
+import { Culex, checkOrder, keyedRecords, onlyDeadLetter, sleep } from './e2e.js'
 
 // The mqtt bridge end to end: a real `culex start` process with mqtt bridges to and from a real
 // mosquitto 2.0. Outbound: 10,000 records in per-key order; mosquitto killed -9 mid-stream (at least
@@ -181,18 +181,14 @@ describe('mqtt bridge, outbound', () => {
       await culex.waitForBridge('orders-out', (s) => s.lag === 0 && s.deadLettered === 1 && s.delivered === 2, 15_000)
       await until('two at the subscriber', () => sub.values.length >= 2, 5000)
       expect(sub.values).toEqual(['g1', 'g2'])
-      const dead = await culex.readStream('orders.dlq')
-      expect(dead).toHaveLength(1)
-      expect(dead[0]!.value).toBe('b1')
-      expect(dead[0]!.key).toBe('bad')
-      expect(dead[0]!.headers).toMatchObject({
-        'culex-dlq-stream': 'orders',
-        'culex-dlq-group': 'bridge.orders-out',
-        'culex-dlq-reason': 'rejected',
+      const dead = await onlyDeadLetter(culex, 'orders', 'orders-out')
+      expect(dead.value).toBe('b1')
+      expect(dead.key).toBe('bad')
+      expect(dead.headers).toMatchObject({
         'mqtt-reason-code': '0x87',
         'mqtt-reason': 'Not authorized'
       })
-      expect(dead[0]!.headers['culex-dlq-error']).toMatch(/0x87 Not authorized/)
+      expect(dead.headers['culex-dlq-error']).toMatch(/0x87 Not authorized/)
     } finally {
       await sub.client.endAsync()
     }

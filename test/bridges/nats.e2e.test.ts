@@ -4,7 +4,7 @@ import type { MqttClient } from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectWithInbox, type Inbox } from '../helpers/mqtt.js'
 import { natsClient, startNats, type NatsServer } from '../helpers/servers/nats.js'
-import { Culex, checkOrder, keyedRecords, sleep } from './e2e.js'
+import { Culex, checkOrder, keyedRecords, onlyDeadLetter, sleep } from './e2e.js'
 
 // The nats bridge end to end: a real `culex start` process with nats bridges to and from a real
 // nats-server with JetStream. Outbound: 10,000 records in per-key order; a kill -9 of nats-server
@@ -155,18 +155,14 @@ describe('nats bridge, outbound', () => {
     ])
     await culex.waitForBridge('orders-out', (s) => s.lag === 0 && s.deadLettered === 1 && s.delivered === 2, 15_000)
     expect((await read('ORDERS')).values).toEqual(['g1', 'g2'])
-    const dead = await culex.readStream('orders.dlq')
-    expect(dead).toHaveLength(1)
-    expect(dead[0]!.key).toBe('big')
-    expect(dead[0]!.headers).toMatchObject({
-      'culex-dlq-stream': 'orders',
-      'culex-dlq-group': 'bridge.orders-out',
-      'culex-dlq-reason': 'rejected',
+    const dead = await onlyDeadLetter(culex, 'orders', 'orders-out')
+    expect(dead.key).toBe('big')
+    expect(dead.headers).toMatchObject({
       'nats-subject': 'orders.big',
       'nats-code': '400',
       'nats-err-code': '10054'
     })
-    expect(dead[0]!.headers['culex-dlq-error']).toMatch(/message size exceeds maximum/)
+    expect(dead.headers['culex-dlq-error']).toMatch(/message size exceeds maximum/)
   })
 })
 

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SectionContext } from '../../src/config/values.js'
@@ -7,7 +7,7 @@ import { redisDriver } from '../../src/bridges/redis/index.js'
 import type { Outcome, Sink } from '../../src/bridges/types.js'
 import type { LogRecord } from '../../src/log/types.js'
 import type { ServerProcess } from '../helpers/servers/process.js'
-import { startRedis } from '../helpers/servers/redis.js'
+import { redisClient, startRedis } from '../helpers/servers/redis.js'
 
 // The redis sink against a real redis-server (AOF, appendfsync always): XADD mapping, order,
 // MAXLEN, durability of an acknowledged XADD across kill -9, outages and refusals.
@@ -60,17 +60,7 @@ describe('redis sink', () => {
 
   beforeAll(async () => {
     server = await startRedis()
-    client = new Redis({
-      port: server.port,
-      host: '127.0.0.1',
-      lazyConnect: true,
-      protocol: 2,
-      maxRetriesPerRequest: 0,
-      enableOfflineQueue: false,
-      retryStrategy: () => 100
-    })
-    client.on('error', () => undefined)
-    await client.connect()
+    client = await redisClient(server.port)
   })
 
   afterAll(async () => {

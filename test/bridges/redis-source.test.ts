@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SectionContext } from '../../src/config/values.js'
@@ -6,7 +6,7 @@ import { parseRedisSource, type RedisSourceOptions } from '../../src/bridges/red
 import { redisDriver } from '../../src/bridges/redis/index.js'
 import { InboundRefused, type InboundMessage, type Source, type SourceContext } from '../../src/bridges/types.js'
 import type { ServerProcess } from '../helpers/servers/process.js'
-import { startRedis } from '../helpers/servers/redis.js'
+import { redisClient, startRedis } from '../helpers/servers/redis.js'
 
 // The redis source against a real redis-server: a consumer group read with XREADGROUP, XACK only
 // after ctx.publish resolved, its own pending entries read again on the next run, refusals
@@ -67,17 +67,7 @@ describe('redis source', () => {
 
   beforeAll(async () => {
     server = await startRedis()
-    client = new Redis({
-      port: server.port,
-      host: '127.0.0.1',
-      lazyConnect: true,
-      protocol: 2,
-      maxRetriesPerRequest: 0,
-      enableOfflineQueue: false,
-      retryStrategy: () => 100
-    })
-    client.on('error', () => undefined)
-    await client.connect()
+    client = await redisClient(server.port)
   })
 
   afterAll(async () => {

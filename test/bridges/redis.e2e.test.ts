@@ -1,10 +1,10 @@
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { MqttClient } from 'mqtt'
 import { connectWithInbox, type Inbox } from '../helpers/mqtt.js'
 import type { ServerProcess } from '../helpers/servers/process.js'
-import { startRedis } from '../helpers/servers/redis.js'
-import { Culex, checkOrder, keyedRecords, sleep } from './e2e.js'
+import { redisClient, startRedis } from '../helpers/servers/redis.js'
+import { Culex, checkOrder, keyedRecords, onlyDeadLetter, sleep } from './e2e.js'
 
 // The redis bridge end to end: a real `culex start` process with redis bridges to and from a real
 // redis-server (AOF, appendfsync always). Outbound: 10,000 records in per-key order, a kill -9 of
@@ -65,17 +65,7 @@ async function xlen(key: string): Promise<number> {
 
 beforeAll(async () => {
   redis = await startRedis()
-  client = new Redis({
-    port: redis.port,
-    host: '127.0.0.1',
-    lazyConnect: true,
-    protocol: 2,
-    maxRetriesPerRequest: 0,
-    enableOfflineQueue: false,
-    retryStrategy: () => 100
-  })
-  client.on('error', () => undefined)
-  await client.connect()
+  client = await redisClient(redis.port)
   // a key the bridge cannot XADD to (it holds a string): that record is dead-lettered
   await client.set('orders:bad', 'not a stream')
   culex = await Culex.start({
@@ -166,17 +156,13 @@ describe('redis bridge, outbound', () => {
     ])
     await culex.waitForBridge('orders-out', (s) => s.lag === 0 && s.deadLettered === 1 && s.delivered === 2, 15_000)
     expect(await values('orders:good')).toEqual(['g1', 'g2'])
-    const dead = await culex.readStream('orders.dlq')
-    expect(dead).toHaveLength(1)
-    expect(dead[0]!.value).toBe('b1')
-    expect(dead[0]!.key).toBe('bad')
-    expect(dead[0]!.headers).toMatchObject({
-      'culex-dlq-stream': 'orders',
-      'culex-dlq-group': 'bridge.orders-out',
-      'culex-dlq-reason': 'rejected',
+    const dead = await onlyDeadLetter(culex, 'orders', 'orders-out')
+    expect(dead.value).toBe('b1')
+    expect(dead.key).toBe('bad')
+    expect(dead.headers).toMatchObject({
       'redis-error': 'WRONGTYPE'
     })
-    expect(dead[0]!.headers['culex-dlq-error']).toMatch(/WRONGTYPE/)
+    expect(dead.headers['culex-dlq-error']).toMatch(/WRONGTYPE/)
   })
 })
 

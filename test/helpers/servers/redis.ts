@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis'
 import { connect } from 'node:net'
 import { ServerProcess, freePort, tempDir } from './process.js'
 
@@ -62,4 +63,23 @@ export async function startRedis(extraArgs: string[] = []): Promise<ServerProces
     ready: async () => (await redisRaw(port, 'PING')).startsWith('+PONG'),
     dirs: [dir]
   })
+}
+
+/**
+ * A test's own ioredis client to `port` (RESP2; no offline queue, so a command while the server is
+ * down fails at once instead of waiting), connected.
+ */
+export async function redisClient(port: number): Promise<Redis> {
+  const client = new Redis({
+    port,
+    host: '127.0.0.1',
+    lazyConnect: true,
+    protocol: 2,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => 100
+  })
+  client.on('error', () => undefined)
+  await client.connect()
+  return client
 }
