@@ -12,7 +12,8 @@ import type * as PasswordFile from '../../src/auth/password-file.js'
 import { hashPassword, verifyPassword, writePasswordFile } from '../../src/auth/password-file.js'
 import { BrokerCounters } from '../../src/broker/counters.js'
 import { apiCredentialsRequired, ConfigError, DEFAULTS, loadConfig, type CulexConfig } from '../../src/config/index.js'
-import type { StreamRight } from '../../src/http/server.js'
+import type { BridgeControl, StreamRight } from '../../src/http/server.js'
+import type { BridgeStatus } from '../../src/bridges/types.js'
 import type { Membership, PushServerFrame, ReplayStatus } from '../../src/http/wire.js'
 import type { GroupSummary } from '../../src/log/groups/types.js'
 import { ReplayJobs } from '../../src/log/replay.js'
@@ -461,6 +462,67 @@ describe('shared groups and redrive', () => {
     expectForbidden(await call(h, 'POST', '/api/v1/streams/telemetry/redrive', { auth: as('tele'), body: { requestId: 'r' } }), 'tele', 'produce', 'orders')
     expect((await h.rocks.describeStream('orders')).partitions[0]!.endOffset).toBe(before)
     expectForbidden(await call(h, 'POST', '/api/v1/streams/orders/redrive', { auth: as('producer'), body: {} }), 'producer', 'read', 'orders')
+  })
+})
+
+describe('bridges', () => {
+  /** Two bridges as the API sees them: one carries orders out, one brings messages in. */
+  function bridges(): BridgeControl & { paused: string[] } {
+    const status = (name: string, direction: 'out' | 'in', streams: string[]): BridgeStatus => ({
+      name,
+      kind: 'webhook',
+      direction,
+      streams,
+      state: 'running',
+      lastError: null,
+      lastErrorAt: null,
+      delivered: 0,
+      deadLettered: 0,
+      retries: 0,
+      lag: direction === 'out' ? 0 : null
+    })
+    const all = [status('orders-out', 'out', ['orders']), status('cmd-in', 'in', [])]
+    const paused: string[] = []
+    const one = (name: string): Promise<BridgeStatus | null> => Promise.resolve(all.find((b) => b.name === name) ?? null)
+    return {
+      paused,
+      list: () => Promise.resolve(all),
+      describe: one,
+      pause: (name) => {
+        paused.push(name)
+        return one(name)
+      },
+      resume: one
+    }
+  }
+
+  async function serveWith(control: BridgeControl): Promise<Harness> {
+    const logger = silent()
+    const auth = await Authentication.load(configWith(), logger, new BrokerCounters(logger))
+    return start(STREAMS, { access: auth.api(), bridges: control, logger })
+  }
+
+  it('shows and controls an outbound bridge with the groups right on its streams, an inbound one with the groups right on every stream', async () => {
+    const control = bridges()
+    const h = await serveWith(control)
+    const names = async (user: User | 'ops'): Promise<string[]> => {
+      const res = await call(h, 'GET', '/api/v1/bridges', { auth: as(user) })
+      expect(res.status).toBe(200)
+      return (res.body.bridges as BridgeStatus[]).map((b) => b.name).sort()
+    }
+    expect(await names('admin')).toEqual(['cmd-in', 'orders-out'])
+    expect(await names('grouper')).toEqual(['orders-out'])
+    expect(await names('reader')).toEqual([])
+    expect(await names('tele')).toEqual([])
+    expectUnauthenticated(await call(h, 'GET', '/api/v1/bridges'), 'no credentials')
+
+    expectForbidden(await call(h, 'GET', '/api/v1/bridges/orders-out', { auth: as('reader') }), 'reader', 'groups', 'orders')
+    expectForbidden(await call(h, 'POST', '/api/v1/bridges/orders-out/pause', { auth: as('tele') }), 'tele', 'groups', 'orders')
+    expectForbidden(await call(h, 'POST', '/api/v1/bridges/cmd-in/pause', { auth: as('grouper') }), 'grouper', 'groups', '*')
+    expect(control.paused).toEqual([])
+    expect((await call(h, 'POST', '/api/v1/bridges/orders-out/pause', { auth: as('grouper') })).status).toBe(200)
+    expect((await call(h, 'POST', '/api/v1/bridges/cmd-in/pause', { auth: as('ops') })).status).toBe(200)
+    expect(control.paused).toEqual(['orders-out', 'cmd-in'])
   })
 })
 

@@ -1,6 +1,6 @@
 import { pino, type Logger } from 'pino'
 import { afterEach } from 'vitest'
-import { startHttpServer, type ApiAccess, type HttpServer, type ReplayService } from '../../src/http/server.js'
+import { startHttpServer, type ApiAccess, type BridgeControl, type HttpServer, type ReplayService } from '../../src/http/server.js'
 import { GroupCoordinator } from '../../src/log/groups/coordinator.js'
 import { RocksLog } from '../../src/log/rocks/rocks-log.js'
 import { SharedGroups } from '../../src/log/shared/shared-groups.js'
@@ -29,6 +29,8 @@ export interface HarnessOptions {
   access?: ApiAccess
   /** The server's logger (default: silent, or CULEX_TEST_LOG_LEVEL). */
   logger?: Logger
+  /** The bridges the API shows (/api/v1/bridges); none by default. */
+  bridges?: BridgeControl
 }
 
 export async function startHarness(streams: StreamConfig[], options: HarnessOptions = {}): Promise<Harness> {
@@ -50,7 +52,17 @@ export async function startHarness(streams: StreamConfig[], options: HarnessOpti
   const groups = new GroupCoordinator(log, { sweepIntervalMs: 100 })
   const logger = options.logger ?? pino({ level: process.env.CULEX_TEST_LOG_LEVEL ?? 'silent' })
   const shared = await SharedGroups.open(log)
-  const server = await startHttpServer({ log, groups, shared, host: '127.0.0.1', port: 0, logger, replay: options.replay?.(rocks), access: options.access })
+  const server = await startHttpServer({
+    log,
+    groups,
+    shared,
+    host: '127.0.0.1',
+    port: 0,
+    logger,
+    replay: options.replay?.(rocks),
+    access: options.access,
+    bridges: options.bridges
+  })
   return {
     rocks,
     groups,

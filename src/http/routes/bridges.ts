@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { BridgeStatus } from '../../bridges/types.js'
-import { need } from '../auth.js'
+import { may, need } from '../auth.js'
 import { ApiError } from '../errors.js'
 
 // Bridges: GET /api/v1/bridges lists them with state, last error, lag and counters;
@@ -31,22 +31,32 @@ function found(status: BridgeStatus | null, name: string): BridgeStatus {
   return status
 }
 
+/** The streams whose `groups` right a caller needs for a bridge: an outbound one's, or every stream ('*') for an inbound one. */
+function streamsOf(status: BridgeStatus): string[] {
+  return status.direction === 'out' ? status.streams : ['*']
+}
+
 export function bridgeRoutes(app: FastifyInstance, bridges: BridgeControl): void {
-  app.get('/api/v1/bridges', async () => ({ bridges: await bridges.list() }))
-  app.get<{ Params: NameParams }>('/api/v1/bridges/:name', { schema: { params: nameParams } }, async (request) =>
-    found(await bridges.describe(request.params.name), request.params.name)
-  )
-  // pausing an outbound bridge stops a consumer of its streams: the groups right on each of them;
-  // an inbound one writes anywhere its mapping leads: the groups right on every stream ('*')
-  const control = async (name: string, request: FastifyRequest, action: 'pause' | 'resume'): Promise<BridgeStatus> => {
+  // a bridge is a consumer of its streams: it is seen and controlled with the groups right on
+  // them (as a consumer group is); an inbound one writes wherever its mapping leads, so it needs
+  // the groups right on every stream ('*')
+  app.get('/api/v1/bridges', async (request) => ({
+    bridges: (await bridges.list()).filter((b) => streamsOf(b).every((s) => may(request, 'groups', s)))
+  }))
+  const visible = async (request: FastifyRequest, name: string): Promise<BridgeStatus> => {
     const status = found(await bridges.describe(name), name)
-    need(request, 'groups', ...(status.direction === 'out' ? status.streams : ['*']))
+    need(request, 'groups', ...streamsOf(status))
+    return status
+  }
+  app.get<{ Params: NameParams }>('/api/v1/bridges/:name', { schema: { params: nameParams } }, (request) => visible(request, request.params.name))
+  const control = async (request: FastifyRequest, name: string, action: 'pause' | 'resume'): Promise<BridgeStatus> => {
+    await visible(request, name)
     return found(await bridges[action](name), name)
   }
   app.post<{ Params: NameParams }>('/api/v1/bridges/:name/pause', { schema: { params: nameParams } }, (request) =>
-    control(request.params.name, request, 'pause')
+    control(request, request.params.name, 'pause')
   )
   app.post<{ Params: NameParams }>('/api/v1/bridges/:name/resume', { schema: { params: nameParams } }, (request) =>
-    control(request.params.name, request, 'resume')
+    control(request, request.params.name, 'resume')
   )
 }
