@@ -244,8 +244,10 @@ describe('redis source', () => {
     await until('client back', () => client.status === 'ready', 10_000)
     await client.xadd(key, '*', 'topic', 't', 'value', 'after')
     const again = run(source)
-    await until('after published', () => again.published.length === 1)
-    expect(again.published[0]!.payload.toString()).toBe('after')
+    // generous: under a loaded machine (the whole suite runs in parallel) a fresh connect and XGROUP take a while
+    await until('after published', () => again.published.some((m) => m.payload.toString() === 'after'), 15_000)
+    // 'before' comes again when the kill beat its XACK (at least once), and then first
+    expect(again.published.map((m) => m.payload.toString())).toEqual(again.published.length === 1 ? ['after'] : ['before', 'after'])
     await again.stop()
   })
 })
