@@ -50,6 +50,9 @@ const USAGE = `usage: node dist/bench/run.js [options]   (npm run bench -- [opti
   --sub-procs <n>      raw-*: subscriber processes (default 1)
   --sub-conns <n>      raw-*: subscriber connections per subscriber process (default 1); several split the topics
   --read-pause <ms>    raw-*: a load socket stops reading this long after each read, to batch (default 2; 0 = never)
+  --bridges <list>     bridges: the kinds to measure, from nats, redis, amqp, webhook, mqtt (default: all)
+  --bridge-batch <list> bridges: batch sizes (records per delivery), comma-separated (default 10,100,500)
+  --bridge-partitions <n> bridges: partitions of the stream, i.e. batches in flight at once (default 4)
   --out <file>         results JSON (default: bench/results/<timestamp>.json)
   --help`
 
@@ -74,6 +77,9 @@ const { values } = parseArgs({
     'sub-procs': { type: 'string' },
     'sub-conns': { type: 'string' },
     'read-pause': { type: 'string' },
+    'bridges': { type: 'string' },
+    'bridge-batch': { type: 'string' },
+    'bridge-partitions': { type: 'string' },
     'help': { type: 'boolean', default: false }
   },
   strict: true
@@ -115,6 +121,16 @@ function readPause(raw: string | undefined): number | undefined {
   if (!Number.isInteger(n) || n < 0 || n > 100) fail('--read-pause must be an integer 0-100 (ms)')
   return n
 }
+function list(raw: string | undefined): string[] | undefined {
+  return raw
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+}
+const BRIDGE_KINDS = ['nats', 'redis', 'amqp', 'webhook', 'mqtt']
+const bridges = list(values.bridges)
+for (const k of bridges ?? []) if (!BRIDGE_KINDS.includes(k)) fail(`unknown bridge kind ${k}; known: ${BRIDGE_KINDS.join(', ')}`)
+const bridgeBatches = list(values['bridge-batch'])?.map((b) => positive('bridge-batch', b) ?? 0)
 const rounds = positive('rounds', values.rounds) ?? (mode === 'quick' ? 1 : 3)
 const tuning: Tuning = {
   publishers: positive('publishers', values.publishers),
@@ -122,7 +138,10 @@ const tuning: Tuning = {
   pubProcesses: positive('pub-procs', values['pub-procs']),
   subProcesses: positive('sub-procs', values['sub-procs']),
   subConnections: positive('sub-conns', values['sub-conns']),
-  readPauseMs: readPause(values['read-pause'])
+  readPauseMs: readPause(values['read-pause']),
+  bridges,
+  bridgeBatches,
+  bridgePartitions: positive('bridge-partitions', values['bridge-partitions'])
 }
 const scenarios = SCENARIOS.filter((s) => !only || only.includes(s.id))
 

@@ -65,6 +65,12 @@ export interface Tuning {
   subConnections?: number
   /** raw scenarios: a socket stops reading for this long (ms) after a read, so reads and writes batch; 0 = never */
   readPauseMs?: number
+  /** bridges: the bridge kinds to measure (default: all) */
+  bridges?: string[]
+  /** bridges: batch sizes (records per delivery), each measured in turn */
+  bridgeBatches?: number[]
+  /** bridges: partitions of the stream = batches in flight at once (the in-flight window is partitions x batch) */
+  bridgePartitions?: number
 }
 
 export interface Scenario {

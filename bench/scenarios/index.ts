@@ -1,6 +1,7 @@
 // The scenarios, in the order they run against each broker. One module per scenario (or family).
 // The raw-socket ones run after the MQTT.js ones that share a broker, so those see the same broker as before.
 import type { Scenario } from '../lib/scenario.js'
+import { bridges } from './bridges/index.js'
 import { connections } from './connections.js'
 import { delayed } from './delayed.js'
 import { fanout } from './fanout.js'
@@ -28,5 +29,6 @@ export const SCENARIOS: Scenario[] = [
   logReplay,
   sharedAck,
   shareMqtt,
-  delayed
+  delayed,
+  bridges
 ]
