@@ -39,7 +39,8 @@ export function admission(options: AdmissionOptions, counters: BrokerCounters, h
       maxPacketSize: options.maxPacketSize,
       packetTimeoutMs: options.packetTimeoutMs,
       maxTopicLength: options.maxTopicLength,
-      onViolation: (reason, detail) => counters.count(reason, { address, detail })
+      onViolation: (reason, detail) => counters.count(reason, { address, detail }),
+      traffic: counters.traffic
     })
     handle(stream, request)
   }

@@ -15,6 +15,7 @@ import { holdPublish } from './held-publishes.js'
 import { Qos2Admissions } from './qos2-admissions.js'
 import { SubscriptionCounter, checkFilter } from './subscribe-checks.js'
 import { ShareSubscriptions, type LogShares } from './share-subscriptions.js'
+import { BrokerStats, type StatsClient } from './stats.js'
 
 // aedes wired to Culex: the RocksDB persistence, and the hook chain (hooks.ts) at aedes's
 // authenticate / authorizePublish / published points. Only this folder and src/persistence/
@@ -52,6 +53,13 @@ export interface Broker {
   publishBridged: (message: { topic: string; payload: Buffer; qos: 0 | 1 | 2; retain: boolean; clientId: string }) => Promise<void>
   /** How often and how long publishes were held for the store's backlog (store-high-water). */
   storeBackpressure: () => StoreBackpressureStats
+  /** Connections, messages, bytes and drops (stats.ts), for the metrics and `$SYS`. */
+  stats: BrokerStats
+  /**
+   * Publishes a `$SYS` topic (src/sys/): retained, QoS 0, from the broker itself (origin
+   * 'broker': no client, not authorized; deliveries go through the ACL's read rules).
+   */
+  publishSys: (topic: string, payload: Buffer) => Promise<void>
   /** Disconnects every client whose principal `match` accepts (a reload took its user away); returns how many. */
   disconnect: (match: (principal: Principal) => boolean, reason: string) => number
   close: () => Promise<void>
@@ -164,6 +172,12 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const subscriptions = new SubscriptionCounter(limits.maxSubscriptions)
   const rate = new PublishRate<Client>(limits)
   const backpressure = new StoreBackpressure<Client>(options.store.backlog, counters)
+  const stats = new BrokerStats(counters, {
+    connectedClients: () => aedes.connectedClients,
+    clients: () => Object.values((aedes as unknown as { clients: Record<string, StatsClient> }).clients),
+    subscriptions: () => persistence.countOffline(),
+    retained: () => persistence.retainedCount
+  })
   const shares = options.logShares
     ? await ShareSubscriptions.create(options.logShares, {
         // the same per-delivery check aedes makes (authorizeForward below)
@@ -253,6 +267,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     authorizePublish(client, packet, done) {
       // a will: of a client closing now (its own will packet) or stored by an earlier run (no client)
       const isWill = client === null || (client as { will?: unknown }).will === packet
+      if (!isWill) stats.received[packet.qos]++
       const clientId = client?.id ?? storedClientId(packet)
       const qos2Client = packet.qos === 2 && client !== null && !isWill && packet.messageId !== undefined ? client.id : null
       const qos2 = qos2Client !== null ? qos2Admissions.admit(qos2Client, packet.messageId ?? 0) : undefined
@@ -354,7 +369,15 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const aedes = await Aedes.createBroker(aedesOptions)
 
   // nothing waits for a slow subscriber; the guard bounds what is buffered for it (source-patches.ts)
-  Object.assign(aedes, { culexOutgoingGuard: outgoingGuard(limits, counters) })
+  const guard = outgoingGuard(limits, counters)
+  Object.assign(aedes, {
+    culexOutgoingGuard: (client: Client, packet: { cmd: string; qos?: number }) => {
+      if (!guard(client, packet)) return false
+      stats.countWrite(packet) // every packet sent, counted once written (stats.ts)
+      return true
+    }
+  })
+  aedes.on('client', (client) => stats.clientConnected(client))
   shares?.install(aedes)
   aedes.on('unsubscribe', (unsubscriptions, client) => subscriptions.removed(client, unsubscriptions))
   aedes.on('clientDisconnect', (client) => {
@@ -388,6 +411,13 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     publishDelayed: (message) => publishAs('delayed', message),
     publishBridged: (message) => publishAs('bridge', message),
     storeBackpressure: () => backpressure.stats(),
+    stats,
+    publishSys: (topic, payload) =>
+      new Promise<void>((resolve, reject) => {
+        const packet: PublishPacket = { cmd: 'publish', topic, payload, qos: 0, retain: true, dup: false }
+        internal.set(packet, 'broker')
+        aedes.publish(packet, (err) => (err ? reject(err) : resolve()))
+      }),
     disconnect: (match, reason) => {
       let n = 0
       for (const client of principals.matching(match)) {

@@ -33,6 +33,8 @@ const LOG_EVERY_MS = 10_000
 
 export class BrokerCounters {
   readonly dropped = new Map<DropReason, number>()
+  /** Packets and bytes the packet guard has read from every connection (src/broker/stats.ts). */
+  readonly traffic = { packetsIn: 0, bytesIn: 0 }
   private readonly lastLog = new Map<DropReason, { at: number; count: number }>()
 
   constructor(

@@ -19,6 +19,8 @@ export interface PacketGuardOptions {
   maxTopicLength: number
   /** Called once, when a rule closes the connection. */
   onViolation: (reason: PacketViolation, detail: string) => void
+  /** Counts the packets and bytes read (shared by every connection; src/broker/stats.ts). */
+  traffic?: { packetsIn: number; bytesIn: number }
 }
 
 export type PacketViolation = 'packet-too-large' | 'malformed-length' | 'packet-timeout' | 'protocol-violation'
@@ -48,6 +50,7 @@ export function guardPackets<S extends Duplex>(stream: S, options: PacketGuardOp
   let broken = false
   /** Whether a packet completed in the chunk being scanned (the deadline restarts with the next one). */
   const chunkState = { completed: false }
+  const traffic = options.traffic ?? { packetsIn: 0, bytesIn: 0 }
 
   const violate = (reason: PacketViolation, detail: string): false => {
     broken = true
@@ -58,6 +61,7 @@ export function guardPackets<S extends Duplex>(stream: S, options: PacketGuardOp
   }
 
   const packetDone = (): void => {
+    traffic.packetsIn++
     state = State.Type
     chunkState.completed = true
   }
@@ -152,6 +156,7 @@ export function guardPackets<S extends Duplex>(stream: S, options: PacketGuardOp
   stream.push = function guardedPush(chunk: unknown, encoding?: BufferEncoding): boolean {
     if (broken) return false
     if (chunk === null || !Buffer.isBuffer(chunk)) return push(chunk, encoding)
+    traffic.bytesIn += chunk.length
     if (!scan(chunk)) return false
     // a packet is incomplete at the end of this chunk: it has packet-timeout from its start
     // (or from the last packet completed before it) to complete

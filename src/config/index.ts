@@ -13,6 +13,7 @@ import { listenerSection, type ListenerSection } from './sections/listeners.js'
 import { logSection, type LogSection } from './sections/log.js'
 import { loggingSection, type LoggingSection } from './sections/logging.js'
 import { storeSection, type StoreSection } from './sections/store.js'
+import { sysSection, type SysSection } from './sections/sys.js'
 import { BadValue, SectionContext } from './values.js'
 
 // The config: built-in defaults < config file (YAML or JSON) < environment < flags. Each flat key
@@ -41,7 +42,8 @@ export type CulexConfig = StoreSection &
   LogSection &
   DedupSection &
   DelayedSection &
-  BridgesSection
+  BridgesSection &
+  SysSection
 
 /** Every section, in the order their structured keys are parsed and their checks run. */
 const SECTIONS = [
@@ -56,7 +58,8 @@ const SECTIONS = [
   dedupSection,
   delayedSection,
   // after log: bridges name its streams
-  bridgesSection
+  bridgesSection,
+  sysSection
 ] as ReadonlyArray<Section<unknown, CulexConfig>>
 
 export const DEFAULTS: CulexConfig = Object.assign({}, ...SECTIONS.map((s) => structuredClone(s.defaults))) as CulexConfig

@@ -28,6 +28,14 @@ export interface GroupCommitOptions {
   testOnlyCommitDelayMs?: (batchBytes: number) => number
 }
 
+/** One committed batch, for the metrics (its size and how long the commit thread took). */
+export interface CommitObservation {
+  ops: number
+  bytes: number
+  /** From sending the batch to the commit thread to its answer (fsync included). */
+  seconds: number
+}
+
 interface Waiter {
   resolve: () => void
   reject: (err: Error) => void
@@ -37,6 +45,8 @@ interface Batch {
   ops: number
   bytes: number
   waiters: Waiter[]
+  /** performance.now() when sent to the commit thread (with a commit observer only). */
+  sentAt?: number
 }
 
 /**
@@ -61,6 +71,7 @@ export class GroupCommitWriter {
   private readonly contributors: Array<() => BatchOp[]> = []
   private readonly onError: (err: Error) => void
   private readonly commitDelayMs: ((batchBytes: number) => number) | null
+  private commitObserver: ((commit: CommitObservation) => void) | null = null
   /** Bytes written and not committed: waiting for the next batch, or in the batch on the commit thread. */
   readonly backlog: Backlog
 
@@ -114,6 +125,11 @@ export class GroupCommitWriter {
     this.contributors.push(ops)
   }
 
+  /** Tells `observer` of each batch committed (the metrics' histograms); one at a time, null to stop. */
+  observeCommits(observer: ((commit: CommitObservation) => void) | null): void {
+    this.commitObserver = observer
+  }
+
   getStats(): GroupCommitStats {
     return { ...this.stats, pendingOps: this.pending.length, pendingBytes: this.pendingBytes, backlogBytes: this.backlog.bytes }
   }
@@ -144,6 +160,7 @@ export class GroupCommitWriter {
       return
     }
     const batch: Batch = { ops: ops.length, bytes, waiters }
+    if (this.commitObserver) batch.sentAt = performance.now()
     if (ops.length === 0) {
       // a barrier with nothing new to write: it waits for nothing but what is already committed
       this.settle(batch, null)
@@ -180,6 +197,8 @@ export class GroupCommitWriter {
     this.stats.ops += batch.ops
     this.stats.bytes += batch.bytes
     for (const w of batch.waiters) w.resolve()
+    if (this.commitObserver && batch.sentAt !== undefined && batch.ops > 0)
+      this.commitObserver({ ops: batch.ops, bytes: batch.bytes, seconds: (performance.now() - batch.sentAt) / 1000 })
   }
 
   /** Once a write failed, every later write fails too: nothing is acknowledged that was not stored. */
