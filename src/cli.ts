@@ -1,14 +1,15 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs'
 import { Command, InvalidArgumentError, Option } from 'commander'
 import * as passwordFile from './auth/password-file.js'
 import { PASSWD_HELP, PasswdError, passwd, type PasswdOptions } from './commands/passwd.js'
 import type { ApiCredentials } from './commands/api-client.js'
 import { replay } from './commands/replay.js'
 import { tail } from './commands/tail.js'
+import { status } from './commands/status.js'
 import { newApiToken } from './auth/api-tokens.js'
 import { ConfigError, TOKEN_NAME, describeKeys, loadConfig } from './config/index.js'
 import { Gateway } from './gateway.js'
+import { packageVersion } from './gateway-status.js'
 import { StoreError, causeChain } from './store/errors.js'
 import { createLogger } from './logger.js'
 
@@ -54,19 +55,6 @@ async function start(flags: Record<string, unknown>): Promise<void> {
   })
 }
 
-/** The version in package.json (two levels up from dist/src/ and from src/). */
-function version(): string {
-  for (const path of ['../../package.json', '../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: string; version?: string }
-      if (pkg.name === 'culex' && pkg.version) return pkg.version
-    } catch {
-      // not at this level
-    }
-  }
-  return 'unknown'
-}
-
 /** A whole number >= min, for a flag; commander prints the message and exits 1. */
 function wholeNumber(flag: string, min: number): (raw: string) => number {
   return (raw) => {
@@ -77,7 +65,7 @@ function wholeNumber(flag: string, min: number): (raw: string) => number {
 }
 
 const program = new Command()
-program.name('culex').description('MQTT broker and durable partitioned log for IoT').version(version(), '-V, --version')
+program.name('culex').description('MQTT broker and durable partitioned log for IoT').version(packageVersion(), '-V, --version')
 
 const startCommand = program
   .command('start')
@@ -148,6 +136,16 @@ withCredentials(program.command('tail'))
           controller.signal
         )
       })
+  )
+
+withCredentials(program.command('status'))
+  .description('one screen about the running gateway: listeners, clients, message rates, streams, groups and their lag, bridges')
+  .option('--json', 'the answer of GET /api/v1/status as JSON', false)
+  .addOption(new Option('--url <url>', 'the gateway API').env('CULEX_URL').default(DEFAULT_URL))
+  .action((opts: { json: boolean; url: string; token?: string; user?: string }) =>
+    client(async () => {
+      await status({ ...opts, ...credentials(opts) }, (text) => process.stdout.write(text + '\n'))
+    })
   )
 
 withCredentials(program.command('replay'))

@@ -1,6 +1,8 @@
 import type { Logger } from 'pino'
 import { Authentication, type ReloadReport } from './auth/authentication.js'
 import { admission } from './broker/admission.js'
+import { BrokerAdmin } from './broker/admin.js'
+import { gatewayReadiness, packageVersion } from './gateway-status.js'
 import { createBroker, type Broker } from './broker/broker.js'
 import { BrokerCounters } from './broker/counters.js'
 import { HookChain, type BrokerHook } from './broker/hooks.js'
@@ -23,6 +25,8 @@ import { LogShareDispatch } from './routing/log-shares.js'
 import { Router } from './routing/router.js'
 import { Store } from './store/store.js'
 import { storeWatermarks } from './config/sections/limits.js'
+import { Metrics } from './metrics/metrics.js'
+import { SysPublisher } from './sys/publisher.js'
 
 export interface ListenerAddress {
   kind: Listener['kind'] | 'admin'
@@ -44,9 +48,10 @@ interface Parts {
   http?: HttpServer
   listeners?: Listener[]
   bridges?: Bridges
+  sys?: SysPublisher
 }
 
-type StartedParts = Required<Omit<Parts, 'http'>> & Pick<Parts, 'http'>
+type StartedParts = Required<Omit<Parts, 'http' | 'sys'>> & Pick<Parts, 'http' | 'sys'>
 
 /**
  * The broker's hook chain (src/broker/hooks.ts gives the stage order): who may connect, what
@@ -94,6 +99,9 @@ export class Gateway {
    */
   static async start(config: CulexConfig, logger: Logger, onStoreFailure: (err: Error) => void = () => {}): Promise<Gateway> {
     const parts: Parts = {}
+    // for the HTTP API's /readyz and status (set below)
+    let storeFailure: Error | null = null
+    let started: Gateway | null = null
     try {
       const store = (parts.store = await Store.open({
         dataDir: config.dataDir,
@@ -102,6 +110,7 @@ export class Gateway {
         watermarks: storeWatermarks(config),
         // one line for the state change, not one per refused publish or request
         onWriteError: (err) => {
+          storeFailure = err
           logger.fatal({ reason: err.message }, 'the store refuses writes: nothing is acknowledged from now on; stopping')
           onStoreFailure(err)
         }
@@ -167,6 +176,19 @@ export class Gateway {
         logger: logger.child({ component: 'bridge' })
       }))
       bridges.start()
+      // read at scrape time (src/metrics/); the store's commits feed its histograms
+      const sources = { broker: broker.stats, log, groups, shared, delayed, bridges }
+      const metrics = new Metrics({ ...sources, storeBacklogBytes: () => store.backlog.bytes })
+      store.writer.observeCommits(metrics.observeCommit)
+      // $SYS/broker/... (mosquitto's names) and $SYS/culex/..., retained, every sys-interval
+      if (config.sysIntervalMs > 0) {
+        parts.sys = new SysPublisher(sources, {
+          intervalMs: config.sysIntervalMs,
+          publish: (topic, payload) => broker.publishSys(topic, payload),
+          onError: (err) => logger.warn({ err }, '$SYS topics not published')
+        })
+        parts.sys.start()
+      }
       if (config.adminPort !== null) {
         parts.http = await startHttpServer({
           log,
@@ -179,7 +201,15 @@ export class Gateway {
           access: auth.api(),
           backpressure: store.backlog,
           delayed: config.delayedEnabled ? delayed : undefined,
-          bridges
+          bridges,
+          metrics,
+          readiness: gatewayReadiness({ store, storeFailure: () => storeFailure, listeners: () => parts.listeners, bridges }),
+          admin: {
+            broker: new BrokerAdmin({ aedes: broker.aedes, persistence: broker.persistence, store, stats: broker.stats, logger }),
+            gateway: { version: packageVersion(), startedAt: broker.stats.startedAt, listeners: () => started?.addresses() ?? [] }
+          },
+          // the page connects to the plain WebSocket listener, started just below
+          dashboard: { websocket: () => webSocketEndpoint(parts.listeners, config.wsPath) }
         })
       }
       const aedes = broker.aedes
@@ -188,7 +218,7 @@ export class Gateway {
         config,
         admission(config, counters, (stream, request) => aedes.handle(stream, request))
       )
-      const gateway = new Gateway(config, parts as StartedParts, logger)
+      const gateway = (started = new Gateway(config, parts as StartedParts, logger))
       for (const a of gateway.addresses()) logger.info({ listener: a.kind, host: a.host, port: a.port }, 'listening')
       for (const s of config.streams) logger.info({ stream: s.name, partitions: s.partitions, retention: s.retention }, 'stream')
       for (const r of config.routes) logger.info({ filter: r.filter, stream: r.stream, key: r.key }, 'route')
@@ -271,6 +301,8 @@ function writable(store: Store, signal: AbortSignal): Promise<void> {
 }
 
 async function shutdown(parts: Parts): Promise<void> {
+  // no $SYS publish once anything below begins to close
+  await parts.sys?.stop()
   // stop taking work: server.close stops accepting now and settles once the broker has closed the
   // open connections; held HTTP requests and replays end at once
   const listenersClosed = Promise.all((parts.listeners ?? []).map((l) => l.close()))
@@ -289,4 +321,10 @@ async function shutdown(parts: Parts): Promise<void> {
   parts.shared?.close()
   await parts.log?.close()
   await parts.store?.close()
+}
+
+/** The plain MQTT-over-WebSocket listener, for the dashboard (null until the listeners are up, or when it is off). */
+function webSocketEndpoint(listeners: Listener[] | undefined, path: string): { port: number; path: string } | null {
+  const ws = listeners?.find((l) => l.kind === 'ws')
+  return ws === undefined ? null : { port: ws.port, path }
 }

@@ -15,6 +15,11 @@ export function certificateName(client: Client): string | undefined {
   return clientCertificateCn(client.conn, client.req) ?? undefined
 }
 
+/** The principal of a connected client, if it authenticated (admin API: its user name). */
+export function principalOf(client: Client): Principal | null {
+  return (client as Identified)[PRINCIPAL] ?? null
+}
+
 export class Principals {
   readonly #clients = new Map<Identified, NodeJS.Timeout | null>()
 

@@ -70,6 +70,8 @@ async function identify(access: ApiAccess, header: string | undefined): Promise<
 export function authenticateRequests(app: FastifyInstance, access: ApiAccess | null): void {
   if (access === null) return
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    // probes (/healthz, /readyz) send no credentials; such routes reveal no data (routes/health.ts)
+    if ((request.routeOptions.config as { anonymous?: boolean } | undefined)?.anonymous === true) return
     const address = request.socket.remoteAddress ?? 'unknown'
     const waitMs = access.blocked(address)
     if (waitMs > 0) {

@@ -14,6 +14,10 @@ import type { DelayedAppends } from './routes/delayed.js'
 import { replayRoutes, type ReplayService } from './routes/replays.js'
 import { sharedGroupRoutes } from './routes/shared-groups.js'
 import { bridgeRoutes, type BridgeControl } from './routes/bridges.js'
+import { adminRoutes, type BrokerAdmin, type GatewayInfo } from './routes/admin.js'
+import { healthRoutes, type Readiness } from './routes/health.js'
+import { metricsRoutes, type MetricsExposition } from './routes/metrics.js'
+import { dashboardRoutes, dashboardStaticRoutes, type DashboardOptions } from './routes/dashboard.js'
 import { streamRoutes } from './routes/streams.js'
 import { LIMITS } from './schemas.js'
 import { schemaErrorFormatter, validatorCompiler } from './validation.js'
@@ -26,6 +30,10 @@ export type { ReplayService } from './routes/replays.js'
 export type { ApiAccess, StreamRight } from './auth.js'
 export type { DelayedAppends } from './routes/delayed.js'
 export type { BridgeControl } from './routes/bridges.js'
+export type { BrokerAdmin, GatewayInfo } from './routes/admin.js'
+export type { Readiness } from './routes/health.js'
+export type { MetricsExposition } from './routes/metrics.js'
+export type { DashboardEndpoint } from './routes/dashboard.js'
 
 /** How long close() lets requests in flight finish before it cuts their connections (ms). */
 const CLOSE_GRACE_MS = 2000
@@ -49,6 +57,14 @@ export interface HttpServerOptions {
   delayed?: DelayedAppends
   /** The configured bridges (/api/v1/bridges); without them the list is empty. */
   bridges?: BridgeControl
+  /** GET /metrics (Prometheus); without it /metrics is not served. */
+  metrics?: MetricsExposition
+  /** GET /readyz's checks; without them the server is ready while it answers. */
+  readiness?: Readiness
+  /** The admin API (/api/v1/clients, sessions, retained, status); without it those are not served. */
+  admin?: { broker: BrokerAdmin; gateway: GatewayInfo }
+  /** The web dashboard's MQTT-over-WebSocket endpoint; without it the page's live views say "not available". */
+  dashboard?: DashboardOptions
 }
 
 export interface HttpServer {
@@ -96,12 +112,21 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     }
   })
   authenticateRequests(app, options.access ?? null)
+  // the dashboard's files hold no data and load without credentials (route config `anonymous`)
+  dashboardStaticRoutes(app)
   streamRoutes(app, options.log, closing.signal, options.backpressure, options.delayed)
   groupRoutes(app, options.groups, closing.signal)
   if (options.shared) sharedGroupRoutes(app, options.shared, options.log, closing.signal)
   pushRoutes(app, options.groups, logger)
   replayRoutes(app, options.replay)
   bridgeRoutes(app, options.bridges ?? NO_BRIDGES)
+  healthRoutes(app, options.readiness)
+  if (options.metrics) metricsRoutes(app, options.metrics)
+  if (options.admin) {
+    const { log, groups, shared, readiness } = options
+    adminRoutes(app, { ...options.admin, log, groups, shared, bridges: options.bridges ?? NO_BRIDGES, readiness })
+  }
+  dashboardRoutes(app, options.dashboard ?? { websocket: () => null })
 
   try {
     await app.listen({ host: options.host, port: options.port })

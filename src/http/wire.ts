@@ -3,6 +3,7 @@
 
 import type { AutoOffsetReset, GroupDescription, GroupSummary, Membership } from '../log/groups/types.js'
 import type { ReplayStatus } from '../log/replay.js'
+import type { BridgeStatus } from '../bridges/types.js'
 import type { Headers, OffsetSpec, PartitionOffset, RetentionPolicy } from '../log/types.js'
 
 export type { AutoOffsetReset, GroupDescription, GroupSummary, Headers, Membership, OffsetSpec, PartitionOffset, ReplayStatus }
@@ -219,4 +220,128 @@ export interface SharedAckRequest {
 
 export interface SharedAckResponse {
   results: Array<{ stream: string; partition: number; offset: number; ok: boolean; error?: 'LOCK_LOST'; deadLettered?: boolean }>
+}
+
+// --- operating Culex: probes, the admin API, status ---------------------------------------
+
+/** GET /healthz: the process answers. */
+export interface HealthResponse {
+  status: 'ok'
+}
+
+/** One check of GET /readyz. */
+export interface ReadinessCheck {
+  /** `store`, `listeners`, `bridge:<name>`. */
+  name: string
+  ok: boolean
+  detail: string
+}
+
+/** GET /readyz: 200 with status 'ok' when every check passes, 503 with 'unavailable' otherwise. */
+export interface ReadinessResponse {
+  status: 'ok' | 'unavailable'
+  checks: ReadinessCheck[]
+}
+
+export type ListenerKind = 'mqtt' | 'mqtts' | 'ws' | 'wss'
+
+export interface ApiSubscription {
+  filter: string
+  qos: 0 | 1 | 2
+}
+
+/** A connected MQTT client (GET /api/v1/clients). */
+export interface ApiClientInfo {
+  id: string
+  /** The authenticated user name (the CONNECT username, a JWT's subject, a certificate CN); null: anonymous. */
+  username: string | null
+  /** The listener it came through; null when it cannot be told (the connection is closing). */
+  listener: ListenerKind | null
+  /** Remote address and port, e.g. 127.0.0.1:51234. */
+  address: string | null
+  /** 3 (MQTT 3.1), 4 (3.1.1) or 5. */
+  protocolVersion: number | null
+  /** Seconds; 0: none. */
+  keepalive: number
+  cleanSession: boolean
+  /** ISO 8601. */
+  connectedAt: string
+  subscriptions: ApiSubscription[]
+  /** Messages in its session's queue (persistent sessions: not yet delivered or not yet acknowledged). */
+  queued: number
+  /** Bytes written to its connection and not yet sent (what max-outgoing-bytes bounds). */
+  outgoingBytes: number
+}
+
+/** A page of a list: `next` is the cursor (`?after=`) of the next page, null on the last one. */
+export interface Page {
+  /** Matching items in all pages. */
+  total: number
+  next: string | null
+}
+
+export interface ClientList extends Page {
+  clients: ApiClientInfo[]
+}
+
+/** A stored (persistent) session, online or offline (GET /api/v1/sessions). */
+export interface ApiSession {
+  clientId: string
+  connected: boolean
+  subscriptions: ApiSubscription[]
+  /** Messages in its offline queue, in flight ones included. */
+  queued: number
+}
+
+export interface SessionList extends Page {
+  sessions: ApiSession[]
+}
+
+/** A retained message in a list (GET /api/v1/retained). */
+export interface RetainedSummary {
+  topic: string
+  qos: 0 | 1 | 2
+  /** Payload size. */
+  bytes: number
+}
+
+export interface RetainedList extends Page {
+  retained: RetainedSummary[]
+}
+
+/** GET /api/v1/retained/<topic> */
+export interface RetainedMessage extends RetainedSummary {
+  encoding: Encoding
+  payload: string
+}
+
+export type { BridgeStatus }
+
+/** PUBLISH messages the broker received (from clients) and sent (to clients) since it started. */
+export interface MessageStats {
+  received: number
+  sent: number
+  /** PUBLISH received and sent per second over the last `rateWindowSeconds` (up to a minute; since the start before that). */
+  receivedPerSecond: number
+  sentPerSecond: number
+  rateWindowSeconds: number
+}
+
+/** GET /api/v1/status: one screen about the running gateway (`culex status`). */
+export interface StatusResponse {
+  version: string
+  /** ISO 8601. */
+  startedAt: string
+  uptimeSeconds: number
+  listeners: Array<{ kind: ListenerKind | 'admin'; host: string; port: number }>
+  clients: { connected: number; sessions: number }
+  subscriptions: number
+  retained: number
+  /** null: the broker keeps no message counters. */
+  messages: MessageStats | null
+  streams: StreamSummary[]
+  groups: GroupSummary[]
+  sharedGroups: Array<{ group: string; streams: string[]; lag: number; deadLettered: number }>
+  bridges: BridgeStatus[]
+  ready: ReadinessResponse
 }

@@ -185,6 +185,16 @@ export class OfflineQueues {
     this.#outgoing.clear()
   }
 
+  /** Clients with a queue (admin API). */
+  clientIds(): IterableIterator<string> {
+    return this.#outgoing.keys()
+  }
+
+  /** Entries in a client's queue: not yet delivered, or delivered and not yet acknowledged (admin API). */
+  count(clientId: string): number {
+    return this.#outgoing.get(clientId)?.metas.size ?? 0
+  }
+
   #queue(clientId: string): OutQueue {
     let queue = this.#outgoing.get(clientId)
     if (!queue) {

@@ -192,6 +192,26 @@ export class RocksPersistence {
     return this.#retained.size
   }
 
+  /** The retained topics a filter matches (admin API; the filter must be valid). */
+  retainedTopics(filter: string): string[] {
+    return this.#retained.topics(filter)
+  }
+
+  /** The retained packets of these topics, read in chunks (admin API). */
+  readRetained(topics: string[]): AsyncGenerator<StoredPacket> {
+    return this.#retained.read(topics)
+  }
+
+  /** Client ids of the stored sessions: with subscriptions or an offline queue (admin API). */
+  sessionIds(): Set<string> {
+    return new Set([...this.#subscriptions.clientIds(), ...this.#queues.clientIds()])
+  }
+
+  /** Messages in a client's offline queue, in flight ones included (admin API). */
+  queuedCount(clientId: string): number {
+    return this.#queues.count(clientId)
+  }
+
   // --- subscriptions ---
 
   /**

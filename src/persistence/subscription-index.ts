@@ -101,6 +101,11 @@ export class SubscriptionIndex {
     return { subsCount: this.#trie.subscriptionsCount, clientsCount: this.#clientsCount }
   }
 
+  /** Clients with stored subscriptions (admin API). */
+  clientIds(): IterableIterator<string> {
+    return this.#byClient.keys()
+  }
+
   /** Clients subscribed to exactly this filter. */
   *clientsOf(filter: string): Generator<string> {
     for (const [clientId, stored] of this.#byClient) if (stored.has(filter)) yield clientId
