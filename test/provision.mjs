@@ -45,6 +45,12 @@ export const REQUIRED = [
     pkg: 'mosquitto',
     service: true,
     why: 'the remote broker of the MQTT bridges (test/bridges/mqtt*.test.ts)'
+  },
+  {
+    command: 'chromium',
+    paths: ['/usr/bin/chromium'],
+    pkg: 'chromium',
+    why: 'headless browser that playwright-core drives for the dashboard tests (test/dashboard/dashboard.test.ts)'
   }
 ]
 
