@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs'
 import type { BridgeStatus } from './bridges/types.js'
 import type { Listener } from './broker/listeners.js'
 import type { Readiness } from './http/server.js'
@@ -49,15 +48,4 @@ export function gatewayReadiness(sources: ReadinessSources): Readiness {
   }
 }
 
-/** Culex's version, from package.json (two levels up from dist/src/, one from src/). */
-export function packageVersion(): string {
-  for (const path of ['../../package.json', '../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: string; version?: string }
-      if (pkg.name === 'culex' && pkg.version) return pkg.version
-    } catch {
-      // not at this level
-    }
-  }
-  return 'unknown'
-}
+export { packageVersion } from './version.js'

@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer'
 import { createHmac } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import type { Headers, LogRecord } from '../../log/types.js'
+import { packageVersion } from '../../version.js'
 import type { DriverDeps, Outcome, Sink } from '../types.js'
 import type { WebhookTarget } from './config.js'
 
@@ -21,20 +21,7 @@ export const RESPONSE_KEPT_BYTES = 1024
 type Answer =
   { kind: 'delivered' } | { kind: 'retry'; error: string; retryAfterMs?: number } | { kind: 'refused'; error: string; headers: Headers; redirect: boolean }
 
-/** `culex/<version>`, from package.json (three levels up from src/bridges/webhook/, four from dist/...). */
-function userAgent(): string {
-  for (const path of ['../../../package.json', '../../../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: string; version?: string }
-      if (pkg.name === 'culex' && pkg.version) return `culex/${pkg.version}`
-    } catch {
-      // not at this level
-    }
-  }
-  return 'culex'
-}
-
-const USER_AGENT = userAgent()
+const USER_AGENT = `culex/${packageVersion()}`
 
 /**
  * One record as JSON. The value is text when its bytes are valid UTF-8 (`"encoding": "utf-8"`),
