@@ -37,3 +37,19 @@ export function hideSecrets<T extends object>(options: T, keys: ReadonlyArray<ke
   })
   return options
 }
+
+/**
+ * A URL of one of `protocols` (e.g. ['http:', 'https:']) with no user:password in it: credentials
+ * go in their own keys, where they can come from the environment and are hidden.
+ */
+export function urlWithoutCredentials(ctx: SectionContext, path: string, raw: unknown, protocols: readonly string[], expected: string): URL {
+  if (typeof raw !== 'string') ctx.bad(path, raw, expected)
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    ctx.bad(path, raw, expected)
+  }
+  if (!protocols.includes(url.protocol) || url.username !== '' || url.password !== '') ctx.bad(path, raw, expected)
+  return url
+}

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs'
 import { DURATION_EXPECTED, parseDuration, positiveInteger, bool, type SectionContext } from '../../config/values.js'
 import { templateProblem } from '../mapping.js'
-import { hideSecrets, secret } from '../secrets.js'
+import { hideSecrets, secret, urlWithoutCredentials } from '../secrets.js'
 
 // The `target:` (outbound) and `source:` (inbound) of a `kind: mqtt` bridge: another MQTT broker.
 // Both connect the same way (url, credentials, client id, protocol version, keepalive, TLS files).
@@ -97,14 +97,8 @@ function parseQos(ctx: SectionContext, path: string, raw: unknown, fallback: QoS
 
 function parseUrl(ctx: SectionContext, path: string, raw: unknown): string {
   const expected = 'an mqtt:// or mqtts:// URL (host and optional port, no user:password, no path: give credentials in username / password)'
-  if (typeof raw !== 'string') ctx.bad(path, raw, expected)
-  let url: URL
-  try {
-    url = new URL(raw)
-  } catch {
-    ctx.bad(path, raw, expected)
-  }
-  if ((url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') || url.hostname === '' || url.username !== '' || url.password !== '') ctx.bad(path, raw, expected)
+  const url = urlWithoutCredentials(ctx, path, raw, ['mqtt:', 'mqtts:'], expected)
+  if (url.hostname === '') ctx.bad(path, raw, expected)
   if ((url.pathname !== '' && url.pathname !== '/') || url.search !== '' || url.hash !== '') ctx.bad(path, raw, expected)
   return `${url.protocol}//${url.host}`
 }

@@ -1,5 +1,5 @@
 import { BYTE_SIZE_EXPECTED, DURATION_EXPECTED, parseByteSize, parseDuration, type SectionContext } from '../../config/values.js'
-import { envValue, secret } from '../secrets.js'
+import { envValue, secret, urlWithoutCredentials } from '../secrets.js'
 
 // The `target:` of a webhook bridge (outbound only: there is no inbound webhook source, Culex
 // takes HTTP input on its own produce API). Secrets (the HMAC key, header values such as an
@@ -46,16 +46,8 @@ const BAD_FIELD_VALUE = /[\r\n\0]/
 
 function parseUrl(ctx: SectionContext, path: string, raw: unknown): string {
   const expected = 'an http:// or https:// URL without user:password (give credentials in headers)'
-  if (typeof raw !== 'string') ctx.bad(path, raw, expected)
-  let url: URL
-  try {
-    url = new URL(raw)
-  } catch {
-    ctx.bad(path, raw, expected)
-  }
   // fetch refuses a URL with credentials (Fetch standard, "new Request", step 5.4)
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username !== '' || url.password !== '') ctx.bad(path, raw, expected)
-  return url.href
+  return urlWithoutCredentials(ctx, path, raw, ['http:', 'https:'], expected).href
 }
 
 function parseHeaders(ctx: SectionContext, path: string, raw: unknown): Record<string, string> {
